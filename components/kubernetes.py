@@ -1,0 +1,458 @@
+"""KubernetesModelService: a model's versions served on Kubernetes, routed by the TrafficPlan.
+
+Objects, for model ``fraud-detector`` with stable 7 and a candidate 8:
+
+* ``Deployment fraud-detector-v7`` and ``…-v8``: one per live version; the name, the
+  selector and the pod labels carry the version, so a version's pods are never restarted by a
+  routing change (canary percent, promote, rollback).
+* ``Service fraud-detector-v7`` and ``…-v8``: one per version (what the router points at).
+* ``Service fraud-detector``: the stable entry point. With ``router: service`` it selects every
+  version (traffic follows the replica split); with ``router: gateway`` it selects the version
+  taking most of the traffic and the ``HTTPRoute fraud-detector`` does the weighting/mirroring.
+* ``Service fraud-detector-preview``: blue-green only, the version not taking traffic.
+* ``HorizontalPodAutoscaler`` per version when ``autoscaling`` is set; ``PodDisruptionBudget``
+  per version with more than one replica; optional ``Ingress``.
+
+The manifest builders are pure functions (tests call them without Pulumi); the component only
+declares them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components.image import CONTAINER_PORT, RUNTIME_UID
+from components.names import base_name, dns_label, version_name
+from components.rollout import TrafficPlan, split_replicas
+from components.settings import KubernetesSettings
+
+SERVICE_PORT = 80
+PART_OF = "mlflow-deploy"
+PREVIEW_SUFFIX = "-preview"
+
+
+# --------------------------------------------------------------------------- pure builders
+
+
+def selector_labels(model: str, version: str | None = None) -> dict[str, str]:
+    labels = {"app": base_name(model)}
+    if version is not None:
+        labels["version"] = version
+    return labels
+
+
+def pod_labels(model: str, version: str) -> dict[str, str]:
+    """Labels on every object of a version: app, model and version, plus the recommended ones."""
+    return {
+        **selector_labels(model, version),
+        "model": dns_label(model),
+        "app.kubernetes.io/name": base_name(model),
+        "app.kubernetes.io/version": version,
+        "app.kubernetes.io/component": "model-server",
+        "app.kubernetes.io/part-of": PART_OF,
+        "app.kubernetes.io/managed-by": "pulumi",
+    }
+
+
+def common_labels(model: str) -> dict[str, str]:
+    return {
+        "app": base_name(model),
+        "model": dns_label(model),
+        "app.kubernetes.io/name": base_name(model),
+        "app.kubernetes.io/part-of": PART_OF,
+        "app.kubernetes.io/managed-by": "pulumi",
+    }
+
+
+def replicas_by_version(plan: TrafficPlan, cfg: KubernetesSettings) -> dict[str, int]:
+    """How many pods each live version runs.
+
+    ``router: gateway``: every version runs the configured replicas (the route splits traffic),
+    so a canary at 10% is as warm as stable and a rollback changes no Deployment.
+    ``router: service``: traffic follows pod count, so ``replicas`` is split by weight; a
+    version with weight 0 (blue-green preview, shadow) still runs one pod so it can be tested.
+    """
+    if cfg.router == "gateway" or len(plan.backends) == 1:
+        return {v: cfg.replicas for v in plan.versions}
+    split = split_replicas(cfg.replicas, plan.weights)
+    return {v: (n if n > 0 else min(1, cfg.replicas)) for v, n in split.items()}
+
+
+def container_spec(
+    model: str, version: str, image: Any, cfg: KubernetesSettings
+) -> dict[str, Any]:
+    env = [
+        {"name": "MODEL_NAME", "value": model},
+        {"name": "MODEL_VERSION", "value": version},
+        {"name": "SERVING_PORT", "value": str(CONTAINER_PORT)},
+        {"name": "SERVING_TIMEOUT_SECONDS", "value": str(cfg.request_timeout_seconds)},
+    ]
+    if cfg.workers is not None:
+        env.append({"name": "SERVING_WORKERS", "value": str(cfg.workers)})
+    resources: dict[str, dict[str, str]] = {}
+    for kind in ("requests", "limits"):
+        q = getattr(cfg.resources, kind)
+        vals = {k: v for k, v in (("cpu", q.cpu), ("memory", q.memory)) if v is not None}
+        if vals:
+            resources[kind] = vals
+    return {
+        "name": "model",
+        "image": image,
+        "imagePullPolicy": "IfNotPresent",
+        "args": ["serve"],
+        "ports": [{"name": "http", "containerPort": CONTAINER_PORT, "protocol": "TCP"}],
+        "env": env,
+        "resources": resources,
+        # startup: model load may take minutes; readiness: model loaded; liveness: process up.
+        "startupProbe": {
+            "httpGet": {"path": "/ping", "port": "http"},
+            "periodSeconds": 5,
+            "failureThreshold": 60,
+        },
+        "readinessProbe": {
+            "httpGet": {"path": "/ping", "port": "http"},
+            "periodSeconds": 5,
+            "failureThreshold": 3,
+        },
+        "livenessProbe": {
+            "httpGet": {"path": "/version", "port": "http"},
+            "periodSeconds": 10,
+            "timeoutSeconds": 5,
+            "failureThreshold": 3,
+        },
+        # let endpoints drain before SIGTERM reaches the server
+        "lifecycle": {"preStop": {"sleep": {"seconds": 5}}},
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": RUNTIME_UID,
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+    }
+
+
+def deployment_spec(
+    model: str,
+    version: str,
+    image: Any,
+    replicas: int,
+    cfg: KubernetesSettings,
+    service_account: str,
+) -> dict[str, Any]:
+    labels = pod_labels(model, version)
+    spec: dict[str, Any] = {
+        "selector": {"matchLabels": selector_labels(model, version)},
+        "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": 0}},
+        "revisionHistoryLimit": 3,
+        "template": {
+            "metadata": {"labels": labels},
+            "spec": {
+                "serviceAccountName": service_account,
+                "automountServiceAccountToken": False,
+                "terminationGracePeriodSeconds": cfg.request_timeout_seconds + 15,
+                "securityContext": {
+                    "runAsNonRoot": True,
+                    "runAsUser": RUNTIME_UID,
+                    "runAsGroup": RUNTIME_UID,
+                    "fsGroup": RUNTIME_UID,
+                    "seccompProfile": {"type": "RuntimeDefault"},
+                },
+                "topologySpreadConstraints": [
+                    {
+                        "maxSkew": 1,
+                        "topologyKey": "kubernetes.io/hostname",
+                        "whenUnsatisfiable": "ScheduleAnyway",
+                        "labelSelector": {"matchLabels": selector_labels(model, version)},
+                    }
+                ],
+                "containers": [container_spec(model, version, image, cfg)],
+                "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}}],
+            },
+        },
+    }
+    if cfg.image_pull_secrets:
+        spec["template"]["spec"]["imagePullSecrets"] = [{"name": n} for n in cfg.image_pull_secrets]
+    if cfg.autoscaling is None:
+        spec["replicas"] = replicas
+    return spec
+
+
+def service_spec(selector: dict[str, str], cfg: KubernetesSettings, entry: bool) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "selector": selector,
+        "ports": [{"name": "http", "port": SERVICE_PORT, "targetPort": "http", "protocol": "TCP"}],
+        "type": "ClusterIP",
+    }
+    if entry and cfg.service_type == "LoadBalancer":
+        spec["type"] = "LoadBalancer"
+        if cfg.load_balancer_source_ranges:
+            spec["loadBalancerSourceRanges"] = list(cfg.load_balancer_source_ranges)
+    return spec
+
+
+def hpa_spec(deployment: str, cfg: KubernetesSettings, weight_share: float) -> dict[str, Any]:
+    a = cfg.autoscaling
+    assert a is not None
+    lo = max(1, round(a.min_replicas * weight_share)) if weight_share < 1 else a.min_replicas
+    hi = max(lo, round(a.max_replicas * weight_share)) if weight_share < 1 else a.max_replicas
+    return {
+        "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": deployment},
+        "minReplicas": lo,
+        "maxReplicas": hi,
+        "metrics": [
+            {
+                "type": "Resource",
+                "resource": {
+                    "name": "cpu",
+                    "target": {"type": "Utilization", "averageUtilization": a.target_cpu_utilization},
+                },
+            }
+        ],
+    }
+
+
+def http_route_spec(model: str, plan: TrafficPlan, cfg: KubernetesSettings) -> dict[str, Any]:
+    """A Gateway API HTTPRoute: weighted backendRefs for canary/blue-green, a RequestMirror
+    filter (with percent) for shadow."""
+    gw = cfg.gateway
+    assert gw is not None
+    parent: dict[str, Any] = {"name": gw.name}
+    if gw.namespace:
+        parent["namespace"] = gw.namespace
+    if gw.section_name:
+        parent["sectionName"] = gw.section_name
+    backends = [
+        {"name": version_name(model, b.version), "port": SERVICE_PORT, "weight": b.weight}
+        for b in plan.backends
+        if plan.mirror is None or b.version != plan.mirror.version
+    ]
+    if plan.mirror is None and len(backends) > 1:
+        # shadow / zero-weight candidates stay declared with weight 0: a routing-only change
+        pass
+    rule: dict[str, Any] = {
+        "matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
+        "backendRefs": backends,
+    }
+    if plan.mirror is not None:
+        rule["filters"] = [
+            {
+                "type": "RequestMirror",
+                "requestMirror": {
+                    "backendRef": {"name": version_name(model, plan.mirror.version), "port": SERVICE_PORT},
+                    "percent": plan.mirror.percent,
+                },
+            }
+        ]
+    spec: dict[str, Any] = {"parentRefs": [parent], "rules": [rule]}
+    if gw.hostnames:
+        spec["hostnames"] = list(gw.hostnames)
+    return spec
+
+
+def ingress_spec(service: str, cfg: KubernetesSettings) -> dict[str, Any]:
+    ing = cfg.ingress
+    assert ing is not None
+    spec: dict[str, Any] = {
+        "rules": [
+            {
+                "host": ing.host,
+                "http": {
+                    "paths": [
+                        {
+                            "path": "/",
+                            "pathType": "Prefix",
+                            "backend": {"service": {"name": service, "port": {"name": "http"}}},
+                        }
+                    ]
+                },
+            }
+        ]
+    }
+    if ing.class_name:
+        spec["ingressClassName"] = ing.class_name
+    if ing.tls_secret:
+        spec["tls"] = [{"hosts": [ing.host], "secretName": ing.tls_secret}]
+    return spec
+
+
+def entry_selector(model: str, plan: TrafficPlan, cfg: KubernetesSettings) -> dict[str, str]:
+    """What the stable Service selects: every version (service router) or the serving one."""
+    if cfg.router == "service":
+        return selector_labels(model)
+    return selector_labels(model, plan.serving_version)
+
+
+# --------------------------------------------------------------------------- the component
+
+
+@dataclass
+class KubernetesModelServiceArgs:
+    model_name: str
+    plan: TrafficPlan
+    images: dict[str, pulumi.Input[str]]
+    """Image reference per live version."""
+    settings: KubernetesSettings
+
+
+class KubernetesModelService(pulumi.ComponentResource):
+    """Outputs: ``service_name``, ``service_dns``, ``url``, ``live_versions``, ``traffic``,
+    ``namespace``."""
+
+    def __init__(
+        self, name: str, args: KubernetesModelServiceArgs, opts: pulumi.ResourceOptions | None = None
+    ):
+        super().__init__("mlflow-deploy:index:KubernetesModelService", name, None, opts)
+        cfg, plan, model = args.settings, args.plan, args.model_name
+        missing = [v for v in plan.versions if v not in args.images]
+        if missing:
+            raise ValueError(f"no image for version(s) {', '.join(missing)}")
+        base = base_name(model)
+        ns_name = cfg.namespace
+
+        child = pulumi.ResourceOptions(parent=self)
+        if cfg.kube_context:
+            provider = k8s.Provider(f"{base}-k8s", context=cfg.kube_context, opts=child)
+            child = pulumi.ResourceOptions(parent=self, provider=provider)
+        self._child = child
+
+        deps: list[pulumi.Resource] = []
+        if cfg.create_namespace:
+            ns = k8s.core.v1.Namespace(
+                f"{base}-ns",
+                metadata={"name": ns_name, "labels": {"app.kubernetes.io/part-of": PART_OF}},
+                opts=child,
+            )
+            deps.append(ns)
+        opts_ns = pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=deps))
+
+        sa = k8s.core.v1.ServiceAccount(
+            f"{base}-sa",
+            metadata={"name": base, "namespace": ns_name, "labels": common_labels(model)},
+            automount_service_account_token=False,
+            opts=opts_ns,
+        )
+        replicas = replicas_by_version(plan, cfg)
+        self.deployments: dict[str, k8s.apps.v1.Deployment] = {}
+        self.version_services: dict[str, k8s.core.v1.Service] = {}
+        for b in plan.backends:
+            v = b.version
+            vname = version_name(model, v)
+            self.deployments[v] = k8s.apps.v1.Deployment(
+                vname,
+                metadata={"name": vname, "namespace": ns_name, "labels": pod_labels(model, v)},
+                spec=deployment_spec(model, v, args.images[v], replicas[v], cfg, base),
+                opts=pulumi.ResourceOptions.merge(opts_ns, pulumi.ResourceOptions(depends_on=[sa])),
+            )
+            self.version_services[v] = k8s.core.v1.Service(
+                f"{vname}-svc",
+                metadata={"name": vname, "namespace": ns_name, "labels": pod_labels(model, v)},
+                spec=service_spec(selector_labels(model, v), cfg, entry=False),
+                opts=opts_ns,
+            )
+            if cfg.autoscaling is not None:
+                share = 1.0 if cfg.router == "gateway" or len(plan.backends) == 1 else max(b.weight, 1) / 100
+                k8s.autoscaling.v2.HorizontalPodAutoscaler(
+                    f"{vname}-hpa",
+                    metadata={"name": vname, "namespace": ns_name, "labels": pod_labels(model, v)},
+                    spec=hpa_spec(vname, cfg, share),
+                    opts=opts_ns,
+                )
+            min_pods = cfg.autoscaling.min_replicas if cfg.autoscaling else replicas[v]
+            if min_pods > 1:
+                k8s.policy.v1.PodDisruptionBudget(
+                    f"{vname}-pdb",
+                    metadata={"name": vname, "namespace": ns_name, "labels": pod_labels(model, v)},
+                    spec={"maxUnavailable": 1, "selector": {"matchLabels": selector_labels(model, v)}},
+                    opts=opts_ns,
+                )
+
+        entry = k8s.core.v1.Service(
+            f"{base}-svc",
+            metadata={"name": base, "namespace": ns_name, "labels": common_labels(model)},
+            spec=service_spec(entry_selector(model, plan, cfg), cfg, entry=True),
+            opts=opts_ns,
+        )
+        if plan.preview is not None:
+            k8s.core.v1.Service(
+                f"{base}{PREVIEW_SUFFIX}-svc",
+                metadata={
+                    "name": f"{base}{PREVIEW_SUFFIX}",
+                    "namespace": ns_name,
+                    "labels": common_labels(model),
+                },
+                spec=service_spec(selector_labels(model, plan.preview), cfg, entry=False),
+                opts=opts_ns,
+            )
+        if cfg.router == "gateway":
+            k8s.apiextensions.CustomResource(
+                f"{base}-route",
+                api_version="gateway.networking.k8s.io/v1",
+                kind="HTTPRoute",
+                metadata={"name": base, "namespace": ns_name, "labels": common_labels(model)},
+                spec=http_route_spec(model, plan, cfg),
+                opts=pulumi.ResourceOptions.merge(
+                    opts_ns, pulumi.ResourceOptions(depends_on=list(self.version_services.values()))
+                ),
+            )
+        if cfg.ingress is not None:
+            k8s.networking.v1.Ingress(
+                f"{base}-ingress",
+                metadata={
+                    "name": base,
+                    "namespace": ns_name,
+                    "labels": common_labels(model),
+                    "annotations": dict(cfg.ingress.annotations),
+                },
+                spec=ingress_spec(base, cfg),
+                opts=opts_ns,
+            )
+
+        self.namespace = ns_name
+        self.service_name = base
+        self.service_dns = f"{base}.{ns_name}.svc.cluster.local"
+        if cfg.ingress is not None:
+            scheme = "https" if cfg.ingress.tls_secret else "http"
+            self.url: pulumi.Output[str] = pulumi.Output.from_input(f"{scheme}://{cfg.ingress.host}")
+        elif cfg.service_type == "LoadBalancer":
+            self.url = entry.status.apply(_lb_url)
+        else:
+            self.url = pulumi.Output.from_input(f"http://{self.service_dns}")
+        self.live_versions = list(plan.versions)
+        self.traffic = dict(plan.weights)
+        self.register_outputs(
+            {
+                "namespace": ns_name,
+                "serviceName": base,
+                "serviceDns": self.service_dns,
+                "url": self.url,
+                "liveVersions": self.live_versions,
+                "traffic": self.traffic,
+            }
+        )
+
+    @property
+    def child_opts(self) -> pulumi.ResourceOptions:
+        """Options for resources that belong under this target (same parent and provider)."""
+        return self._child
+
+
+def _lb_url(status: Any) -> str:
+    try:
+        ing = (status or {}).get("load_balancer", {}).get("ingress") or status.load_balancer.ingress
+    except AttributeError:
+        ing = None
+    if ing:
+        first = ing[0]
+        host = getattr(first, "hostname", None) or getattr(first, "ip", None)
+        if isinstance(first, dict):
+            host = first.get("hostname") or first.get("ip")
+        if host:
+            return f"http://{host}"
+    return "(pending load balancer address)"

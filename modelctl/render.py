@@ -1,0 +1,280 @@
+"""Run the real Pulumi program under Pulumi's mock runtime and write what it declares.
+
+``python -m modelctl render --stack dev --out out/`` writes
+
+* ``out/resources.json``: every declared resource as ``{type, name, parent, inputs}``, inputs
+  as the engine would receive them (camelCase keys), provider references as URNs;
+* ``out/kubernetes/<NN>-<kind>-<name>.yaml``: every Kubernetes object as the manifest the API
+  server would receive (``apiVersion``, ``kind``, ``metadata``, ``spec``/``data``/…);
+* ``out/outputs.json``: the stack's exports.
+
+No credentials, no Pulumi CLI, no provider plugins: the mock runtime stands in for the engine,
+and the program itself (settings, registry resolution, components) runs for real.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import runpy
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+NAMESPACE = "mlflow-deploy"
+SECRET_PLACEHOLDER = "[secret]"
+
+# Resource outputs the mocks invent beyond the inputs, by type token. Targets whose code reads
+# an output of a resource (an ARN, a repository URL) register a function here.
+OutputFn = Callable[[str, dict[str, Any]], dict[str, Any]]
+MOCK_OUTPUTS: dict[str, OutputFn] = {}
+# Results of provider functions (invokes), by token.
+CallFn = Callable[[dict[str, Any]], dict[str, Any]]
+MOCK_CALLS: dict[str, CallFn] = {}
+
+
+@dataclass
+class Declared:
+    type: str
+    name: str
+    parent: str | None
+    inputs: dict[str, Any]
+    custom: bool
+    urn: str = ""
+
+    def as_json(self) -> dict[str, Any]:
+        return {"type": self.type, "name": self.name, "parent": self.parent, "inputs": self.inputs}
+
+
+@dataclass
+class Rendered:
+    resources: list[Declared] = field(default_factory=list)
+    outputs: dict[str, Any] = field(default_factory=dict)
+
+    def of_type(self, type_token: str) -> list[Declared]:
+        return [r for r in self.resources if r.type == type_token]
+
+    def named(self, name: str) -> Declared:
+        found = [r for r in self.resources if r.name == name]
+        if len(found) != 1:
+            raise KeyError(f"{len(found)} resources named {name!r}")
+        return found[0]
+
+    def kubernetes_manifests(self) -> list[dict[str, Any]]:
+        return [m for r in self.resources if (m := to_manifest(r)) is not None]
+
+
+# --------------------------------------------------------------------------- stack files
+
+
+def read_stack_config(path: Path) -> dict[str, Any]:
+    """The ``config:`` mapping of a ``Pulumi.<stack>.yaml`` (``secure:`` values masked)."""
+    from ruamel.yaml import YAML
+
+    data = YAML(typ="safe").load(path.read_text()) or {}
+    config = dict(data.get("config") or {})
+    return {k: _mask_secure(v) for k, v in config.items()}
+
+
+def _mask_secure(v: Any) -> Any:
+    if isinstance(v, dict):
+        if set(v) == {"secure"}:
+            return SECRET_PLACEHOLDER
+        return {k: _mask_secure(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_mask_secure(x) for x in v]
+    return v
+
+
+def stack_file(stack: str, root: Path = PROJECT_ROOT) -> Path:
+    return root / f"Pulumi.{stack}.yaml"
+
+
+# --------------------------------------------------------------------------- mock runtime
+
+
+def _plain(value: Any) -> Any:
+    """Inputs as JSON: resource references become URNs, unknowns a marker."""
+    import pulumi
+    from pulumi.runtime import rpc
+
+    if value is rpc.UNKNOWN:
+        return "<computed>"
+    if isinstance(value, dict) and value.get(rpc._special_sig_key) == rpc._special_secret_sig:
+        return SECRET_PLACEHOLDER
+    if isinstance(value, dict):
+        return {k: _plain(value[k]) for k in sorted(value)}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, pulumi.Resource):
+        return f"<resource {type(value).__name__}>"
+    if isinstance(value, pulumi.Asset | pulumi.Archive):
+        return f"<{type(value).__name__}>"
+    if isinstance(value, float) and value.is_integer():
+        return int(value)  # protobuf Structs carry every number as a double
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    return str(value)
+
+
+STACK_TYPE = "pulumi:pulumi:Stack"
+
+
+def _urn_type(urn: str) -> str:
+    """The resource's own type token (the last of the qualified ``parent$child`` types)."""
+    return urn.split("::")[2].split("$")[-1] if urn.count("::") >= 3 else ""
+
+
+def _name_of(urn: str) -> str | None:
+    """A parent URN's resource name, or None for the root stack."""
+    if not urn or _urn_type(urn) == STACK_TYPE:
+        return None
+    return urn.split("::")[-1]
+
+
+def _make_mocks() -> Any:
+    import pulumi
+
+    class Mocks(pulumi.runtime.Mocks):
+        def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
+            state = dict(args.inputs)
+            fn = MOCK_OUTPUTS.get(args.typ)
+            if fn is not None:
+                state.update(fn(args.name, dict(args.inputs)))
+            return f"{args.name}-id", state
+
+        def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[Any]]:
+            fn = MOCK_CALLS.get(args.token)
+            return (fn(dict(args.args)) if fn else {}), []
+
+    return Mocks()
+
+
+def _make_monitor(mocks: Any, rendered: Rendered) -> Any:
+    from pulumi.runtime import rpc
+    from pulumi.runtime.mocks import MockMonitor
+
+    class Monitor(MockMonitor):
+        def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - gRPC name
+            resp = super().RegisterResource(request)
+            if request.type != STACK_TYPE:
+                inputs = rpc.deserialize_properties(request.object, keep_unknowns=True, keep_internal=False)
+                rendered.resources.append(
+                    Declared(
+                        type=request.type,
+                        name=request.name,
+                        parent=_name_of(request.parent),
+                        inputs=_plain(inputs),
+                        custom=bool(request.custom),
+                        urn=resp.urn,
+                    )
+                )
+            return resp
+
+        def RegisterResourceOutputs(self, request: Any) -> Any:  # noqa: N802 - gRPC name
+            if _urn_type(request.urn) == STACK_TYPE:
+                rendered.outputs.update(
+                    _plain(rpc.deserialize_properties(request.outputs, keep_unknowns=True, keep_internal=False))
+                )
+            return super().RegisterResourceOutputs(request)
+
+    return Monitor(mocks)
+
+
+def config_for_runtime(config: Mapping[str, Any]) -> dict[str, str]:
+    """Stack-file config as the engine hands it to a program: namespaced keys, JSON for objects."""
+    out: dict[str, str] = {}
+    for k, v in config.items():
+        key = k if ":" in k else f"{NAMESPACE}:{k}"
+        out[key] = v if isinstance(v, str) else json.dumps(v)
+    return out
+
+
+def run_program(
+    config: Mapping[str, Any],
+    stack: str = "dev",
+    program: Path = PROJECT_ROOT / "__main__.py",
+    env: Mapping[str, str] | None = None,
+) -> Rendered:
+    """Run ``program`` under the mock runtime with ``config``; return what it declared.
+
+    Raises whatever the program raises (a SettingsError for bad config, before any resource).
+    """
+    import pulumi
+    from pulumi.runtime import settings as rt_settings
+    from pulumi.runtime.stack import run_in_stack
+    from pulumi.runtime.sync_await import _sync_await
+
+    rendered = Rendered()
+    mocks = _make_mocks()
+    monitor = _make_monitor(mocks, rendered)
+    rt_settings.SETTINGS.rpc_manager.clear()
+    rt_settings.SETTINGS.outputs.clear()
+    rt_settings.ROOT.set(None)
+    pulumi.runtime.set_mocks(mocks, project=NAMESPACE, stack=stack, preview=False, monitor=monitor)
+    # set_mocks made a root Stack of its own; run_in_stack makes the one exports land on
+    rt_settings.ROOT.set(None)
+    pulumi.runtime.set_all_config(config_for_runtime(config))
+
+    saved_env = {k: os.environ.get(k) for k in (env or {})}
+    os.environ.update(env or {})
+    root = str(program.parent.resolve())
+    added = root not in sys.path
+    if added:
+        sys.path.insert(0, root)
+    try:
+        _sync_await(run_in_stack(lambda: runpy.run_path(str(program), run_name="__main__")))
+    finally:
+        if added:
+            sys.path.remove(root)
+        for k, old in saved_env.items():
+            if old is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = old
+    return rendered
+
+
+# --------------------------------------------------------------------------- manifests
+
+
+def to_manifest(r: Declared) -> dict[str, Any] | None:
+    """The Kubernetes object a ``kubernetes:`` resource sends to the API server, or None."""
+    if not r.type.startswith("kubernetes:") or r.type.startswith("kubernetes:helm.sh"):
+        return None
+    if r.type in ("pulumi:providers:kubernetes",) or "apiVersion" not in r.inputs:
+        return None
+    order = ["apiVersion", "kind", "metadata"]
+    inputs = {k: v for k, v in r.inputs.items() if v is not None}
+    manifest = {k: inputs[k] for k in order if k in inputs}
+    manifest.update({k: v for k, v in sorted(inputs.items()) if k not in order})
+    return manifest
+
+
+def write_outputs(rendered: Rendered, out: Path) -> list[Path]:
+    """Write resources.json, outputs.json and the Kubernetes manifests; return the paths."""
+    from ruamel.yaml import YAML
+
+    out.mkdir(parents=True, exist_ok=True)
+    written = [out / "resources.json", out / "outputs.json"]
+    written[0].write_text(json.dumps([r.as_json() for r in rendered.resources], indent=2) + "\n")
+    written[1].write_text(json.dumps(rendered.outputs, indent=2, sort_keys=True) + "\n")
+    kdir = out / "kubernetes"
+    if kdir.exists():
+        for old in kdir.glob("*.yaml"):
+            old.unlink()
+    manifests = rendered.kubernetes_manifests()
+    if manifests:
+        kdir.mkdir(exist_ok=True)
+        yaml = YAML()
+        yaml.default_flow_style = False
+        for i, m in enumerate(manifests, 1):
+            name = m.get("metadata", {}).get("name", f"object{i}")
+            p = kdir / f"{i:02d}-{str(m.get('kind', 'object')).lower()}-{name}.yaml"
+            with p.open("w") as fh:
+                yaml.dump(m, fh)
+            written.append(p)
+    return written
