@@ -12,6 +12,7 @@ Prebuilt mode (``image.uris`` lists the version) declares nothing and passes the
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -130,7 +131,8 @@ class ModelImageArgs:
     registry_address: pulumi.Input[str] | None = None
     registry_username: pulumi.Input[str] | None = None
     registry_password: pulumi.Input[str] | None = None
-    build_root: Path = PROJECT_ROOT / "build"
+    build_root: Path | None = None
+    """Where build contexts are written; default ``$MLFLOW_DEPLOY_BUILD_DIR`` or ``./build``."""
 
 
 class ModelImage(pulumi.ComponentResource):
@@ -153,9 +155,12 @@ class ModelImage(pulumi.ComponentResource):
                 )
             import pulumi_docker_build as docker_build
 
+            build_root = args.build_root or Path(
+                os.environ.get("MLFLOW_DEPLOY_BUILD_DIR", PROJECT_ROOT / "build")
+            )
             ctx = write_build_context(
                 model,
-                args.build_root / version_name(model.name, model.version),
+                build_root / version_name(model.name, model.version),
                 base_image_for(args.base_image, model),
             )
             self.tag = image_tag(model.version, ctx.content_hash)

@@ -27,6 +27,8 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> SampleRegistry:
     root = tmp_path_factory.mktemp("mlflow")
     reg = register_sample_model(root)
     os.environ["MLFLOW_TRACKING_URI"] = reg.tracking_uri
+    # image build contexts of rendered programs go to a temp dir, not ./build
+    os.environ["MLFLOW_DEPLOY_BUILD_DIR"] = str(tmp_path_factory.mktemp("build"))
     return reg
 
 
