@@ -264,6 +264,125 @@ class MonitoringSettings(_Model):
     release_label: str | None = None
     """Value of the ``release`` label the operator's selectors want (kube-prometheus-stack)."""
     thresholds: AlertThresholds = AlertThresholds()
+    # Kubernetes monitoring (components/monitoring.py)
+    chart_version: str = Field(default="87.15.1", pattern=r"^[0-9]+\.[0-9]+\.[0-9]+$")
+    """installStack: the pinned kube-prometheus-stack chart version."""
+    prometheus_resources: Resources = Resources(
+        requests=ResourceQuantities(cpu="250m", memory="1Gi"),
+        limits=ResourceQuantities(memory="2Gi"),
+    )
+    """installStack: requests/limits of the Prometheus pod (no CPU limit: throttling delays rule
+    evaluation)."""
+    stack_values: dict[str, Any] = Field(default_factory=dict)
+    """installStack: extra Helm values, deep-merged over the generated ones."""
+    scrape_interval: str = Field(default="30s", pattern=r"^[0-9]+(ms|s|m)$")
+    """How often the PodMonitor scrapes each model pod's /metrics."""
+    dashboard_label: str = Field(default="grafana_dashboard", min_length=1)
+    """Label the Grafana dashboard sidecar looks for on ConfigMaps (value "1")."""
+    dashboard_folder: str = Field(default="MLflow models", min_length=1)
+    """Grafana folder of the dashboard (``grafana_folder`` annotation)."""
+
+    @model_validator(mode="after")
+    def _stack_only_keys(self) -> MonitoringSettings:
+        if self.stack_values and not self.install_stack:
+            raise ValueError("stackValues is only used with installStack: true")
+        return self
+
+
+# --------------------------------------------------------------------------- azure ml
+
+# Online endpoint names: 3-32 characters, a letter first, letters/digits/'-' (unique per region).
+_AZUREML_ENDPOINT = re.compile(r"^[a-zA-Z][a-zA-Z0-9-]{1,30}[a-zA-Z0-9]$")
+AZUREML_MAX_MIRROR_PERCENT = 50
+"""Azure ML mirrors at most 50% of an endpoint's traffic (sum of ``mirror_traffic``)."""
+
+
+class AzureMlAutoscaleSettings(_Model):
+    """Azure Monitor autoscale on each deployment's CPU utilization (target-utilization rules)."""
+
+    min_instances: int = Field(default=1, ge=1)
+    max_instances: int = Field(default=3, ge=1)
+    target_utilization: int = Field(default=70, ge=10, le=95)
+    """Average CPU percent: above it an instance is added, well below it one is removed."""
+
+    @model_validator(mode="after")
+    def _min_le_max(self) -> AzureMlAutoscaleSettings:
+        if self.min_instances > self.max_instances:
+            raise ValueError(
+                f"minInstances ({self.min_instances}) is greater than maxInstances ({self.max_instances})"
+            )
+        return self
+
+
+class AzureMlModelStoreSettings(_Model):
+    """``modelSource: mlflow_model``: where the registry's artifacts are uploaded for Azure ML.
+
+    The storage account/container behind ``datastore`` (by default the workspace's
+    ``workspaceblobstore``); the ModelVersion points at ``azureml://datastores/<datastore>/paths/…``.
+    """
+
+    storage_account: str = Field(min_length=3)
+    container: str = Field(min_length=3)
+    datastore: str = Field(default="workspaceblobstore", min_length=1)
+    resource_group: str | None = None
+    """The storage account's resource group; default ``azureml.resourceGroup``."""
+    path_prefix: str = "mlflow-deploy"
+
+
+class AzureMlSettings(_Model):
+    """Azure ML managed online endpoint (the target is on when the key is present)."""
+
+    subscription_id: str | None = None
+    """Default: the azure-native provider's (``azure-native:subscriptionId`` / az CLI login)."""
+    resource_group: str = Field(min_length=1)
+    workspace: str = Field(min_length=1)
+    location: str = Field(min_length=1)
+    """The workspace's region, e.g. ``westeurope``."""
+    endpoint_name: str | None = None
+    """Default ``<model>-<stack>`` (cut to 32 characters). Unique within the region."""
+    model_source: Literal["image", "mlflow_model"] = "image"
+    """``image``: the project's image per version (an EnvironmentVersion, /ping and /invocations on
+    8080), as on every other target. ``mlflow_model``: a ModelVersion of type mlflow_model uploaded
+    from the registry artifacts, served by Azure's own MLflow runtime."""
+    container_registry: str | None = None
+    """Image mode: login server the image is pushed to and the workspace pulls from, e.g. the
+    workspace's ACR ``acmeml.azurecr.io``; default ``image.repository``."""
+    model_store: AzureMlModelStoreSettings | None = None
+    instance_type: str = Field(default="Standard_DS3_v2", min_length=1)
+    instance_count: int = Field(default=1, ge=1)
+    """Instances per deployment (the deployment's sku capacity); Azure advises 3+ in production."""
+    auth_mode: Literal["key", "aad_token"] = "key"
+    public_network_access: bool = True
+    request_timeout_seconds: int = Field(default=60, ge=1, le=180)
+    max_concurrent_requests_per_instance: int = Field(default=2, ge=1)
+    workers: int | None = Field(default=None, ge=1)
+    """Serving workers per instance (image mode); default: the instance's CPU count."""
+    app_insights: bool = False
+    autoscale: AzureMlAutoscaleSettings | None = None
+    action_group_id: str | None = None
+    """ARM id of an existing Azure Monitor action group the alerts notify."""
+    expected_requests_per_minute: int = Field(default=600, ge=1)
+    """Traffic the 5xx alert is scaled to: it fires above ``errorRatio`` x this many 5xx a minute."""
+    tags: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("endpoint_name")
+    @classmethod
+    def _endpoint_name(cls, v: str | None) -> str | None:
+        if v is not None and not _AZUREML_ENDPOINT.match(v):
+            raise ValueError(
+                f"an online endpoint name is 3-32 letters, digits or '-', starting with a letter (got {v!r})"
+            )
+        return v
+
+    @model_validator(mode="after")
+    def _combinations(self) -> AzureMlSettings:
+        if self.model_source == "mlflow_model" and self.model_store is None:
+            raise _KeyedError(
+                "azureml.modelStore",
+                "modelSource 'mlflow_model' needs 'modelStore' (the storage account/container the "
+                "registry artifacts are uploaded to)"
+            )
+        return self
 
 
 # --------------------------------------------------------------------------- the whole stack
@@ -277,7 +396,7 @@ class Settings(_Model):
     kubernetes: KubernetesSettings | None = None
     monitoring: MonitoringSettings = MonitoringSettings()
     sagemaker: dict[str, Any] | None = None
-    azureml: dict[str, Any] | None = None
+    azureml: AzureMlSettings | None = None
     vertex: dict[str, Any] | None = None
 
     @model_validator(mode="after")
@@ -297,6 +416,35 @@ class Settings(_Model):
                     "shadow needs kubernetes.router 'gateway' (an HTTPRoute RequestMirror); "
                     "a plain Service cannot mirror traffic",
                 )
+        if self.kubernetes is not None and self.image.repository is None:
+            wanted = [self.model.version] + ([c.version] if c is not None else [])
+            unbuilt = [v or f"alias {self.model.alias}" for v in wanted if v not in self.image.uris]
+            if unbuilt:
+                raise _KeyedError(
+                    "image.repository",
+                    f"version(s) {', '.join(unbuilt)} are built (not in image.uris), and a built "
+                    "image needs a repository to push to",
+                )
+        az = self.azureml
+        if az is not None:
+            if c is not None and c.strategy == "shadow" and c.effective_percent > AZUREML_MAX_MIRROR_PERCENT:
+                raise _KeyedError(
+                    "candidate.percent",
+                    f"Azure ML mirrors at most {AZUREML_MAX_MIRROR_PERCENT}% of traffic to a shadow "
+                    f"deployment (got {c.effective_percent}"
+                    f"{'' if c.percent is not None else ', the shadow default'}); set candidate.percent "
+                    f"to {AZUREML_MAX_MIRROR_PERCENT} or less",
+                )
+            if az.model_source == "image" and az.container_registry is None and self.image.repository is None:
+                wanted = [self.model.version] + ([c.version] if c is not None else [])
+                unbuilt = [v or f"alias {self.model.alias}" for v in wanted if v not in self.image.uris]
+                if unbuilt:
+                    raise _KeyedError(
+                        "azureml.containerRegistry",
+                        f"version(s) {', '.join(unbuilt)} are built for Azure ML (not in image.uris) "
+                        "and need a registry the workspace pulls from: set azureml.containerRegistry "
+                        "(the workspace's ACR) or image.repository",
+                    )
         if not self.targets:
             raise _KeyedError(
                 "kubernetes", "no target is on: set at least one of kubernetes, sagemaker, azureml, vertex"
