@@ -1,0 +1,150 @@
+"""``modelctl render``: the real program under the mock runtime, written for review."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+from ruamel.yaml import YAML
+
+from modelctl.render import read_stack_config
+from modelctl.sample import SampleRegistry
+
+ROOT = Path(__file__).resolve().parents[2]
+K8S_VERSIONS = ("1.30.0", kubernetes_validate.latest_version())
+
+
+def dev_config_file(registry: SampleRegistry, tmp_path: Path, mutate: Any = None) -> Path:
+    """The real Pulumi.dev.yaml, pointed at the test registry (comments kept)."""
+    yml = YAML()
+    data = yml.load((ROOT / "Pulumi.dev.yaml").read_text())
+    data["config"]["mlflow-deploy:mlflow"]["trackingUri"] = registry.tracking_uri
+    if mutate:
+        mutate(data["config"])
+    path = tmp_path / "Pulumi.dev.yaml"
+    with path.open("w") as fh:
+        yml.dump(data, fh)
+    return path
+
+
+def modelctl(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "modelctl", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **(env or {})},
+    )
+
+
+@pytest.fixture(scope="module")
+def rendered_dev(registry: SampleRegistry, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    tmp = tmp_path_factory.mktemp("render")
+    cfg = dev_config_file(registry, tmp)
+    out = tmp / "out"
+    proc = modelctl("render", "--stack", "dev", "--config", str(cfg), "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert "resources" in proc.stdout
+    return out
+
+
+def test_resources_json_shape(rendered_dev: Path) -> None:
+    resources = json.loads((rendered_dev / "resources.json").read_text())
+    assert isinstance(resources, list) and resources
+    names = {r["name"] for r in resources}
+    for r in resources:
+        assert set(r) == {"type", "name", "parent", "inputs"}
+        assert ":" in r["type"]
+        assert r["parent"] is None or r["parent"] in names
+    dep = next(r for r in resources if r["type"] == "kubernetes:apps/v1:Deployment")
+    # camelCase keys, as Pulumi sends them to the engine
+    assert "apiVersion" in dep["inputs"] and "serviceAccountName" in dep["inputs"]["spec"]["template"]["spec"]
+    # no pickled provider blobs or other binary junk anywhere
+    blob = (rendered_dev / "resources.json").read_text()
+    assert "__provider" not in blob and "gANj" not in blob
+
+
+def test_manifests_are_what_the_api_server_receives(rendered_dev: Path) -> None:
+    files = sorted((rendered_dev / "kubernetes").glob("*.yaml"))
+    kinds = {yaml.safe_load(f.read_text())["kind"] for f in files}
+    assert {"Deployment", "Service", "ServiceAccount", "Namespace"} <= kinds
+    for f in files:
+        m = yaml.safe_load(f.read_text())
+        assert list(m)[:3] == ["apiVersion", "kind", "metadata"]
+        assert "spec" in m or "data" in m or m["kind"] in ("Namespace", "ServiceAccount")
+
+
+@pytest.mark.parametrize("k8s_version", K8S_VERSIONS)
+def test_dev_manifests_validate_against_kubernetes_schemas(rendered_dev: Path, k8s_version: str) -> None:
+    checked = 0
+    for f in sorted((rendered_dev / "kubernetes").glob("*.yaml")):
+        m = yaml.safe_load(f.read_text())
+        if "." in m["apiVersion"].split("/")[0] and not m["apiVersion"].startswith(
+            ("apps/", "policy/", "autoscaling/", "networking.k8s.io/")
+        ):
+            continue  # custom resources (HTTPRoute, ServiceMonitor, ...) have no built-in schema
+        kubernetes_validate.validate(m, k8s_version, strict=True)
+        checked += 1
+    assert checked >= 4
+
+
+def test_the_validator_rejects_a_broken_manifest(rendered_dev: Path) -> None:
+    """Guards the test above: the schemas are really applied."""
+    dep = next(f for f in (rendered_dev / "kubernetes").glob("*deployment*.yaml"))
+    m = yaml.safe_load(dep.read_text())
+    bad = copy.deepcopy(m)
+    bad["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"] = "eighty"
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(bad, K8S_VERSIONS[0], strict=True)
+    typo = copy.deepcopy(m)
+    typo["spec"]["replica"] = 2
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(typo, K8S_VERSIONS[0], strict=True)
+
+
+def test_invalid_config_exits_non_zero_with_the_settings_error(registry: SampleRegistry, tmp_path: Path) -> None:
+    def bad(cfg: Any) -> None:
+        cfg["mlflow-deploy:candidate"] = {"version": "2", "percent": 150}
+
+    cfg = dev_config_file(registry, tmp_path, bad)
+    proc = modelctl("render", "--stack", "dev", "--config", str(cfg), "--out", str(tmp_path / "o"))
+    assert proc.returncode == 1
+    assert "mlflow-deploy:candidate.percent: must be between 0 and 100 (got 150)" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_registry_falls_back_to_mlflow_tracking_uri(registry: SampleRegistry, tmp_path: Path) -> None:
+    def no_uri(cfg: Any) -> None:
+        del cfg["mlflow-deploy:mlflow"]
+
+    cfg = dev_config_file(registry, tmp_path, no_uri)
+    assert "mlflow-deploy:mlflow" not in read_stack_config(cfg)
+    out = tmp_path / "o"
+    ok = modelctl("render", "--stack", "dev", "--config", str(cfg), "--out", str(out),
+                  env={"MLFLOW_TRACKING_URI": registry.tracking_uri})
+    assert ok.returncode == 0, ok.stderr
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    proc = subprocess.run([sys.executable, "-m", "modelctl", "render", "--stack", "dev", "--config", str(cfg),
+                           "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 1
+    assert "MLFLOW_TRACKING_URI" in proc.stderr
+
+
+def test_unknown_version_in_the_registry_is_a_clean_error(registry: SampleRegistry, tmp_path: Path) -> None:
+    def v9(cfg: Any) -> None:
+        cfg["mlflow-deploy:model"]["version"] = "9"
+
+    proc = modelctl("render", "--stack", "dev", "--config", str(dev_config_file(registry, tmp_path, v9)),
+                    "--out", str(tmp_path / "o"))
+    assert proc.returncode == 1
+    assert "has no version 9" in proc.stderr
