@@ -282,12 +282,6 @@ class MonitoringSettings(_Model):
     dashboard_folder: str = Field(default="MLflow models", min_length=1)
     """Grafana folder of the dashboard (``grafana_folder`` annotation)."""
 
-    @model_validator(mode="after")
-    def _stack_only_keys(self) -> MonitoringSettings:
-        if self.stack_values and not self.install_stack:
-            raise ValueError("stackValues is only used with installStack: true")
-        return self
-
 
 # --------------------------------------------------------------------------- azure ml
 
@@ -445,6 +439,14 @@ class Settings(_Model):
                         "and need a registry the workspace pulls from: set azureml.containerRegistry "
                         "(the workspace's ACR) or image.repository",
                     )
+        if self.monitoring.enabled and self.monitoring.install_stack and self.kubernetes is None:
+            raise _KeyedError(
+                "monitoring.installStack",
+                "installs kube-prometheus-stack into the Kubernetes target's cluster: it needs "
+                "the kubernetes target (the cloud targets use their own monitoring)",
+            )
+        if self.monitoring.stack_values and not self.monitoring.install_stack:
+            raise _KeyedError("monitoring.stackValues", "only used with installStack: true")
         if not self.targets:
             raise _KeyedError(
                 "kubernetes", "no target is on: set at least one of kubernetes, sagemaker, azureml, vertex"
