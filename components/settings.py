@@ -565,7 +565,9 @@ class SageMakerSettings(_Model):
     @classmethod
     def _endpoint_name(cls, v: str | None) -> str | None:
         if v is not None and not _SAGEMAKER_NAME.match(v):
-            raise ValueError(f"an endpoint name is 1-63 letters, digits or '-', alphanumeric at both ends (got {v!r})")
+            raise ValueError(
+                f"an endpoint name is 1-63 letters, digits or '-', alphanumeric at both ends (got {v!r})"
+            )
         return v
 
     @field_validator("instance_type")
