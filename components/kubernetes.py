@@ -27,7 +27,7 @@ import pulumi_kubernetes as k8s
 
 from components.image import CONTAINER_PORT, RUNTIME_UID
 from components.names import base_name, dns_label, version_name
-from components.rollout import TrafficPlan, split_replicas
+from components.rollout import TrafficPlan, candidate_replicas
 from components.settings import KubernetesSettings
 
 SERVICE_PORT = 80
@@ -68,18 +68,27 @@ def common_labels(model: str) -> dict[str, str]:
     }
 
 
+def splits_by_pods(plan: TrafficPlan, cfg: KubernetesSettings) -> bool:
+    """True when traffic is split by pod count: ``router: service`` with two versions that both
+    take live traffic. (With one version at 100% the entry Service selects just that one.)"""
+    return cfg.router == "service" and sum(1 for b in plan.backends if b.weight > 0) > 1
+
+
 def replicas_by_version(plan: TrafficPlan, cfg: KubernetesSettings) -> dict[str, int]:
     """How many pods each live version runs.
 
-    ``router: gateway``: every version runs the configured replicas (the route splits traffic),
-    so a canary at 10% is as warm as stable and a rollback changes no Deployment.
-    ``router: service``: traffic follows pod count, so ``replicas`` is split by weight; a
-    version with weight 0 (blue-green preview, shadow) still runs one pod so it can be tested.
+    Stable always runs ``replicas``: no rollout step or rollback changes its Deployment.
+    ``router: gateway``: the candidate runs ``replicas`` too (the HTTPRoute splits traffic, so a
+    10% canary is as warm as stable). ``router: service``: when both versions take traffic, the
+    candidate's pod count carries the split (:func:`candidate_replicas`).
     """
-    if cfg.router == "gateway" or len(plan.backends) == 1:
-        return {v: cfg.replicas for v in plan.versions}
-    split = split_replicas(cfg.replicas, plan.weights)
-    return {v: (n if n > 0 else min(1, cfg.replicas)) for v, n in split.items()}
+    out = {}
+    for b in plan.backends:
+        if b.role == "candidate" and splits_by_pods(plan, cfg):
+            out[b.version] = candidate_replicas(cfg.replicas, b.weight)
+        else:
+            out[b.version] = cfg.replicas
+    return out
 
 
 def container_spec(
@@ -197,15 +206,18 @@ def service_spec(selector: dict[str, str], cfg: KubernetesSettings, entry: bool)
     return spec
 
 
-def hpa_spec(deployment: str, cfg: KubernetesSettings, weight_share: float) -> dict[str, Any]:
+def hpa_spec(deployment: str, cfg: KubernetesSettings, candidate_weight: int | None) -> dict[str, Any]:
+    """An autoscaling/v2 HPA on CPU. ``candidate_weight``: for a candidate whose pod count
+    carries a traffic split (service router), its bounds are scaled like its replicas."""
     a = cfg.autoscaling
     assert a is not None
-    lo = max(1, round(a.min_replicas * weight_share)) if weight_share < 1 else a.min_replicas
-    hi = max(lo, round(a.max_replicas * weight_share)) if weight_share < 1 else a.max_replicas
+    lo, hi = a.min_replicas, a.max_replicas
+    if candidate_weight is not None:
+        lo, hi = candidate_replicas(lo, candidate_weight), candidate_replicas(hi, candidate_weight)
     return {
         "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": deployment},
         "minReplicas": lo,
-        "maxReplicas": hi,
+        "maxReplicas": max(lo, hi),
         "metrics": [
             {
                 "type": "Resource",
@@ -228,14 +240,12 @@ def http_route_spec(model: str, plan: TrafficPlan, cfg: KubernetesSettings) -> d
         parent["namespace"] = gw.namespace
     if gw.section_name:
         parent["sectionName"] = gw.section_name
+    # a shadow candidate is reached only through the mirror filter, never as a backend
     backends = [
         {"name": version_name(model, b.version), "port": SERVICE_PORT, "weight": b.weight}
         for b in plan.backends
-        if plan.mirror is None or b.version != plan.mirror.version
+        if plan.strategy != "shadow" or b.role == "stable"
     ]
-    if plan.mirror is None and len(backends) > 1:
-        # shadow / zero-weight candidates stay declared with weight 0: a routing-only change
-        pass
     rule: dict[str, Any] = {
         "matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
         "backendRefs": backends,
@@ -283,8 +293,9 @@ def ingress_spec(service: str, cfg: KubernetesSettings) -> dict[str, Any]:
 
 
 def entry_selector(model: str, plan: TrafficPlan, cfg: KubernetesSettings) -> dict[str, str]:
-    """What the stable Service selects: every version (service router) or the serving one."""
-    if cfg.router == "service":
+    """What the entry Service selects: every version when pods carry the split (service router,
+    both versions live), else the version taking the traffic."""
+    if splits_by_pods(plan, cfg):
         return selector_labels(model)
     return selector_labels(model, plan.serving_version)
 
@@ -357,11 +368,11 @@ class KubernetesModelService(pulumi.ComponentResource):
                 opts=opts_ns,
             )
             if cfg.autoscaling is not None:
-                share = 1.0 if cfg.router == "gateway" or len(plan.backends) == 1 else max(b.weight, 1) / 100
+                scaled = b.role == "candidate" and splits_by_pods(plan, cfg)
                 k8s.autoscaling.v2.HorizontalPodAutoscaler(
                     f"{vname}-hpa",
                     metadata={"name": vname, "namespace": ns_name, "labels": pod_labels(model, v)},
-                    spec=hpa_spec(vname, cfg, share),
+                    spec=hpa_spec(vname, cfg, b.weight if scaled else None),
                     opts=opts_ns,
                 )
             min_pods = cfg.autoscaling.min_replicas if cfg.autoscaling else replicas[v]

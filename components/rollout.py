@@ -113,34 +113,26 @@ def plan_traffic(stable_version: str, candidate: CandidateSettings | None) -> Tr
     )
 
 
-def split_replicas(total: int, weights: dict[str, int]) -> dict[str, int]:
-    """Split ``total`` replicas across versions in proportion to ``weights`` (largest remainder).
+def candidate_replicas(stable_replicas: int, weight: int, cap_factor: int = 4) -> int:
+    """Pods for a candidate taking ``weight``% of traffic when a Service spreads requests evenly
+    over pods (the Kubernetes ``router: service`` mode) and stable keeps ``stable_replicas``.
 
-    Used by the Kubernetes ``router: service`` mode, where one Service selects every version's
-    pods and traffic follows the pod count. A version with weight > 0 gets at least one replica
-    (when ``total`` allows), so a 1% canary is never silently off; a version with weight 0 gets 0.
+    Stable's pod count never changes (a rollout or rollback restarts nothing that serves), so
+    the candidate's count carries the ratio: ``c / (stable + c)`` approximates ``weight``.
+    At least one pod (a 1% canary is never silently off) and at most ``cap_factor`` times
+    stable's. The achievable shares are therefore coarse: see ``effective_weights`` and
+    docs/rollouts.md.
     """
-    if total < 0:
-        raise ValueError("total replicas must be >= 0")
-    live = {v: w for v, w in weights.items() if w > 0}
-    out = {v: 0 for v in weights}
-    wsum = sum(live.values())
-    if total == 0 or wsum == 0:
-        return out
-    exact = {v: total * w / wsum for v, w in live.items()}
-    for v, x in exact.items():
-        out[v] = int(x)
-    rest = total - sum(out.values())
-    for v in sorted(live, key=lambda v: (-(exact[v] - int(exact[v])), -live[v], v))[:rest]:
-        out[v] += 1
-    # every live version gets at least one pod, taken from the largest
-    for v in sorted(live, key=lambda v: live[v]):
-        if out[v] == 0:
-            donor = max(out, key=lambda d: out[d])
-            if out[donor] > 1:
-                out[donor] -= 1
-                out[v] = 1
-    return out
+    if not 0 <= weight <= 100:
+        raise ValueError(f"weight must be 0..100 (got {weight})")
+    if stable_replicas <= 0:
+        return 1
+    if weight in (0, 100):
+        # no split: the entry Service selects one version; the other runs full size
+        # (blue-green's idle environment, ready to take everything)
+        return stable_replicas
+    ideal = stable_replicas * weight / (100 - weight)
+    return max(1, min(cap_factor * stable_replicas, round(ideal)))
 
 
 def effective_weights(replicas: dict[str, int]) -> dict[str, float]:
