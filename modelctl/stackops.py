@@ -1,0 +1,415 @@
+"""``modelctl promote | rollback | status``: promotion and rollback as stack-config edits.
+
+Every write
+* validates the resulting config with the same settings code the program runs,
+* checks that the version exists in the registry the stack names (else ``MLFLOW_TRACKING_URI``),
+* keeps comments, key order and quoting of ``Pulumi.<stack>.yaml`` (ruamel.yaml round-trip),
+* prints the unified diff (and writes nothing with ``--dry-run``).
+
+The resulting file is what goes into the pull request; ``pulumi preview`` in the PR check then
+shows what the edit changes.
+"""
+
+from __future__ import annotations
+
+import difflib
+import io
+import json
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap
+from ruamel.yaml.scalarstring import DoubleQuotedScalarString
+
+from modelctl.cli import CommandError
+from modelctl.render import NAMESPACE, PROJECT_ROOT, stack_file
+
+MODEL_KEY = f"{NAMESPACE}:model"
+CANDIDATE_KEY = f"{NAMESPACE}:candidate"
+MLFLOW_KEY = f"{NAMESPACE}:mlflow"
+
+
+def _yaml() -> YAML:
+    y = YAML()
+    y.preserve_quotes = True
+    y.indent(mapping=2, sequence=4, offset=2)
+    y.width = 4096
+    return y
+
+
+@dataclass
+class StackFile:
+    path: Path
+    text: str
+    data: Any  # the round-trip document
+
+    @classmethod
+    def load(cls, stack: str, config: Path | None) -> StackFile:
+        path = config or stack_file(stack)
+        if not path.exists():
+            raise CommandError(f"no stack config file {path}")
+        text = path.read_text()
+        data = _yaml().load(text)
+        if data is None or "config" not in data:
+            raise CommandError(f"{path} has no 'config:' section")
+        return cls(path, text, data)
+
+    @property
+    def config(self) -> Any:
+        return self.data["config"]
+
+    def render_text(self) -> str:
+        buf = io.StringIO()
+        _yaml().dump(self.data, buf)
+        return buf.getvalue()
+
+
+def _settings(config: Any) -> Any:
+    from components.settings import SettingsError, parse_settings
+
+    plain = json.loads(json.dumps(config, default=str))
+    try:
+        return parse_settings(plain)
+    except SettingsError as exc:
+        raise CommandError(str(exc)) from exc
+
+
+def _tracking_uri(settings: Any) -> str:
+    from components.registry import RegistryError, tracking_uri_from
+
+    try:
+        return tracking_uri_from(settings.mlflow.tracking_uri)
+    except RegistryError as exc:
+        raise CommandError(str(exc)) from exc
+
+
+def _require_version(settings: Any, version: str) -> None:
+    from components.registry import RegistryError, version_exists
+
+    uri = _tracking_uri(settings)
+    try:
+        ok = version_exists(settings.model.name, version, tracking_uri=uri)
+    except RegistryError as exc:
+        raise CommandError(str(exc)) from exc
+    if not ok:
+        raise CommandError(f"model {settings.model.name!r} has no version {version} in the registry at {uri}")
+
+
+def _stable_version(settings: Any) -> str:
+    """model.version, or the version the alias points at."""
+    if settings.model.version is not None:
+        return str(settings.model.version)
+    from components.registry import RegistryError, resolve_model
+
+    try:
+        return resolve_model(
+            settings.model.name, alias=settings.model.alias, tracking_uri=_tracking_uri(settings)
+        ).version
+    except RegistryError as exc:
+        raise CommandError(str(exc)) from exc
+
+
+def _write(sf: StackFile, dry_run: bool) -> int:
+    new = sf.render_text()
+    _settings(sf.config)  # the result must be a valid stack config
+    diff = "".join(
+        difflib.unified_diff(
+            sf.text.splitlines(keepends=True),
+            new.splitlines(keepends=True),
+            fromfile=f"a/{sf.path.name}",
+            tofile=f"b/{sf.path.name}",
+        )
+    )
+    print(diff, end="" if diff.endswith("\n") or not diff else "\n")
+    if not diff:
+        print("(no change)")
+    elif dry_run:
+        print(f"(dry run: {sf.path} not written)")
+    else:
+        sf.path.write_text(new)
+        print(f"wrote {sf.path}")
+    return 0
+
+
+def _insert_after(mapping: CommentedMap, after: str, key: str, value: Any) -> None:
+    keys = list(mapping.keys())
+    pos = keys.index(after) + 1 if after in keys else len(keys)
+    mapping.insert(pos, key, value)
+
+
+def _version_scalar(v: str) -> DoubleQuotedScalarString:
+    return DoubleQuotedScalarString(str(v))
+
+
+# --------------------------------------------------------------------------- promote
+
+
+def promote(
+    stack: str,
+    config: Path | None,
+    *,
+    version: str | None,
+    strategy: str | None,
+    percent: int | None,
+    finish: bool,
+    dry_run: bool = False,
+) -> int:
+    sf = StackFile.load(stack, config)
+    settings = _settings(sf.config)
+    if finish:
+        if version is not None or strategy is not None or percent is not None:
+            raise CommandError("--finish takes no --version, --strategy or --percent")
+        return _finish(sf, settings, dry_run)
+    if version is None:
+        raise CommandError("give --version V (start or adjust a candidate) or --finish")
+    version = str(version).strip()
+    stable = _stable_version(settings)
+    if version == stable:
+        raise CommandError(f"version {version} is already the stable version (model.version); nothing to promote")
+    current = settings.candidate
+    if current is not None and current.version != version:
+        raise CommandError(
+            f"candidate {current.version} is on trial; finish it (promote --finish) or roll it back "
+            f"(rollback) before starting {version}"
+        )
+    _require_version(settings, version)
+
+    cfg = sf.config
+    cand = cfg.get(CANDIDATE_KEY)
+    if cand is None:
+        cand = CommentedMap()
+        _insert_after(cfg, MODEL_KEY, CANDIDATE_KEY, cand)
+    cand["version"] = _version_scalar(version)
+    if strategy is not None:
+        cand["strategy"] = strategy
+    elif "strategy" not in cand:
+        cand["strategy"] = "canary"
+    if percent is not None:
+        cand["percent"] = percent
+    return _write(sf, dry_run)
+
+
+def _finish(sf: StackFile, settings: Any, dry_run: bool) -> int:
+    cand = settings.candidate
+    if cand is None:
+        raise CommandError("no candidate to finish: the stack has no mlflow-deploy:candidate")
+    _require_version(settings, cand.version)
+    model = sf.config[MODEL_KEY]
+    if "alias" in model:
+        # the stack now pins the version; the alias in the registry is the registry's business
+        keys = list(model.keys())
+        pos = keys.index("alias")
+        del model["alias"]
+        model.insert(pos, "version", _version_scalar(cand.version))
+    else:
+        model["version"] = _version_scalar(cand.version)
+    del sf.config[CANDIDATE_KEY]
+    return _write(sf, dry_run)
+
+
+# --------------------------------------------------------------------------- rollback
+
+
+def rollback(stack: str, config: Path | None, *, to: str | None, dry_run: bool = False) -> int:
+    sf = StackFile.load(stack, config)
+    settings = _settings(sf.config)
+    cfg = sf.config
+    if to is None and settings.candidate is not None:
+        # abort the trial: routing goes back to stable, the candidate's objects go away
+        del cfg[CANDIDATE_KEY]
+        return _write(sf, dry_run)
+
+    stable = _stable_version(settings)
+    if to is None:
+        to = previous_version(stack, sf.path, stable)
+        if to is None:
+            raise CommandError(
+                f"no earlier model.version than {stable} in the history of stack {stack!r} "
+                f"(pulumi stack history, or git log of {sf.path.name}); use --to V"
+            )
+        print(f"the stack ran version {to} before {stable}")
+    to = str(to).strip()
+    if to == stable and settings.candidate is None:
+        raise CommandError(f"version {to} is already the stable version; nothing to roll back")
+    _require_version(settings, to)
+    if CANDIDATE_KEY in cfg:
+        del cfg[CANDIDATE_KEY]
+    model = cfg[MODEL_KEY]
+    if "alias" in model:
+        keys = list(model.keys())
+        pos = keys.index("alias")
+        del model["alias"]
+        model.insert(pos, "version", _version_scalar(to))
+    else:
+        model["version"] = _version_scalar(to)
+    return _write(sf, dry_run)
+
+
+def previous_version(stack: str, path: Path, current: str) -> str | None:
+    """The model version the stack ran before ``current``: from ``pulumi stack history`` when
+    the Pulumi CLI is present, else from the git history of the stack file."""
+    if shutil.which("pulumi"):
+        found = _from_pulumi_history(stack, path.parent, current)
+        if found is not None:
+            return found
+    return _from_git_history(path, current)
+
+
+def _model_version_of(config: Any) -> str | None:
+    model = (config or {}).get(MODEL_KEY)
+    if isinstance(model, str):
+        try:
+            model = json.loads(model)
+        except ValueError:
+            return None
+    if isinstance(model, dict) and model.get("version") is not None:
+        return str(model["version"])
+    return None
+
+
+def _from_pulumi_history(stack: str, cwd: Path, current: str) -> str | None:
+    try:
+        proc = subprocess.run(
+            ["pulumi", "stack", "history", "--stack", stack, "--json", "--page-size", "50"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if proc.returncode != 0:
+        return None
+    try:
+        updates = json.loads(proc.stdout)
+    except ValueError:
+        return None
+    return versions_from_pulumi_history(updates, current)
+
+
+def versions_from_pulumi_history(updates: list[dict[str, Any]], current: str) -> str | None:
+    """From `pulumi stack history --json` (newest first): the version of the last successful
+    ``update`` that ran something other than ``current``."""
+    return first_other_version(
+        (
+            _model_version_of(_history_config(u))
+            for u in updates
+            if u.get("kind") == "update" and u.get("result") == "succeeded"
+        ),
+        current,
+    )
+
+
+def _history_config(update: dict[str, Any]) -> dict[str, Any]:
+    """`pulumi stack history --json` gives config as {key: {"value": ..., "secret": bool}}."""
+    out: dict[str, Any] = {}
+    for k, v in (update.get("config") or {}).items():
+        out[k] = v.get("value") if isinstance(v, dict) and "value" in v else v
+    return out
+
+
+def _from_git_history(path: Path, current: str) -> str | None:
+    if not shutil.which("git"):
+        return None
+    repo = path.resolve().parent
+    try:
+        log = subprocess.run(
+            ["git", "log", "--format=%H", "--", path.name],
+            cwd=repo,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if log.returncode != 0:
+        return None
+
+    def versions() -> Any:
+        y = YAML(typ="safe")
+        for sha in log.stdout.split():
+            show = subprocess.run(
+                ["git", "show", f"{sha}:./{path.name}"], cwd=repo, capture_output=True, text=True, timeout=60
+            )
+            if show.returncode == 0:
+                try:
+                    doc = y.load(show.stdout) or {}
+                except Exception:  # noqa: BLE001 - a broken historic file is skipped
+                    continue
+                yield _model_version_of(doc.get("config"))
+
+    return first_other_version(versions(), current)
+
+
+def first_other_version(history: Any, current: str) -> str | None:
+    """Newest-first versions -> the first one that differs from ``current``, skipping the
+    entries that still show ``current`` (the latest commits / updates)."""
+    for v in history:
+        if v is not None and v != current:
+            return v
+    return None
+
+
+# --------------------------------------------------------------------------- status
+
+
+def status(stack: str, config: Path | None) -> int:
+    sf = StackFile.load(stack, config)
+    settings = _settings(sf.config)
+    uri = _tracking_uri(settings)
+    stable = _stable_version(settings)
+    cand = settings.candidate
+    from components.rollout import plan_traffic
+
+    plan = plan_traffic(stable, cand)
+    print(f"stack:     {stack} ({sf.path.name})")
+    print(f"model:     {settings.model.name}  (registry {uri})")
+    alias = f"  (alias {settings.model.alias})" if settings.model.alias else ""
+    print(f"stable:    {stable}{alias}")
+    if cand is None:
+        print("candidate: none")
+    else:
+        print(f"candidate: {cand.version}  strategy {cand.strategy}  percent {cand.effective_percent}")
+    split = ", ".join(f"v{v}={w}%" for v, w in plan.weights.items())
+    mirror = f"; mirror {plan.mirror.percent}% to v{plan.mirror.version}" if plan.mirror else ""
+    print(f"traffic:   {split}{mirror}")
+    print(f"targets:   {', '.join(settings.targets)}")
+    print()
+    for v in plan.versions:
+        print(f"registry, version {v}:")
+        for line in _registry_lines(settings.model.name, v, uri):
+            print(f"  {line}")
+    return 0
+
+
+def _registry_lines(name: str, version: str, uri: str) -> list[str]:
+    import datetime as dt
+
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    try:
+        mv = client.get_model_version(name, version)
+    except MlflowException as exc:
+        return [f"NOT FOUND in the registry ({exc.error_code})"]
+    created = dt.datetime.fromtimestamp(mv.creation_timestamp / 1000, tz=dt.UTC).isoformat(timespec="seconds")
+    lines = [
+        f"status {mv.status}, created {created}",
+        f"run {mv.run_id or '-'}",
+        f"source {mv.source}",
+    ]
+    if getattr(mv, "aliases", None):
+        lines.append(f"aliases {', '.join(sorted(mv.aliases))}")
+    if mv.tags:
+        lines.append("tags " + ", ".join(f"{k}={v}" for k, v in sorted(mv.tags.items())))
+    if mv.description:
+        lines.append(f"description {mv.description}")
+    return lines
+
+
+__all__ = ["PROJECT_ROOT", "previous_version", "promote", "rollback", "status"]
