@@ -22,7 +22,7 @@ DEFAULT_TIMEOUT_SECONDS = 60
 # the server is not the side that closes an idle connection the proxy is about to reuse (the proxy
 # would see a reset and answer 502). Google Cloud's load balancers keep backend connections for
 # 600 s: behind those, raise it with SERVING_KEEPALIVE_SECONDS=620.
-DEFAULT_KEEPALIVE_SECONDS = 75.0
+DEFAULT_KEEPALIVE_SECONDS = 75
 
 _MODELS_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<version>[^/]+)|@(?P<alias>[^/]+))?/?$")
 
@@ -34,7 +34,7 @@ class Settings:
     port: int = DEFAULT_PORT
     workers: int | None = None  # None: from the cgroup CPU limit
     timeout: int = DEFAULT_TIMEOUT_SECONDS  # whole seconds, as MLflow's own timeout
-    keepalive: float = DEFAULT_KEEPALIVE_SECONDS
+    keepalive: int = DEFAULT_KEEPALIVE_SECONDS
     graceful_timeout: float | None = None  # None: timeout + 5 s
     model_name: str = "unknown"
     model_version: str = "unknown"
@@ -127,8 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--port",
         type=int,
-        help="port (env SERVING_PORT, then AIP_HTTP_PORT, then SAGEMAKER_BIND_TO_PORT; 8080); "
-        "0 picks a free port",
+        help="port (env SERVING_PORT, then AIP_HTTP_PORT, then SAGEMAKER_BIND_TO_PORT; 8080); 0 picks a free port",
     )
     parser.add_argument(
         "--workers",
@@ -142,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--keepalive",
-        type=_positive_float,
+        type=_positive_int,
         help="idle keep-alive timeout in seconds (env SERVING_KEEPALIVE_SECONDS, 75)",
     )
     parser.add_argument(
@@ -162,9 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def parse_settings(
-    argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
-) -> Settings:
+def parse_settings(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> Settings:
     environ = os.environ if env is None else env
     args = build_parser().parse_args(argv)
 
@@ -187,7 +184,7 @@ def parse_settings(
     timeout = args.timeout or _env_int(environ, "SERVING_TIMEOUT_SECONDS")
     if timeout is not None and timeout < 1:
         raise SystemExit("SERVING_TIMEOUT_SECONDS must be >= 1")
-    keepalive = args.keepalive or _env_float(environ, "SERVING_KEEPALIVE_SECONDS")
+    keepalive = args.keepalive or _env_int(environ, "SERVING_KEEPALIVE_SECONDS")
     graceful = args.graceful_timeout or _env_float(environ, "SERVING_GRACEFUL_TIMEOUT_SECONDS")
     access_log = args.access_log
     if access_log is None:

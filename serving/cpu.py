@@ -113,9 +113,7 @@ def cpu_quota(
     # cgroup v2 (unified): cgroup.controllers exists at the root of the mount.
     if (root / "cgroup.controllers").exists() or (root / "cpu.max").exists():
         limits = [
-            limit
-            for d in _candidate_dirs(root, v2_path)
-            if (limit := _parse_cpu_max(_read(d / "cpu.max"))) is not None
+            limit for d in _candidate_dirs(root, v2_path) if (limit := _parse_cpu_max(_read(d / "cpu.max"))) is not None
         ]
         return min(limits) if limits else None
 
@@ -127,12 +125,7 @@ def cpu_quota(
         limits = [
             limit
             for d in _candidate_dirs(base, v1_path)
-            if (
-                limit := _parse_cfs(
-                    _read(d / "cpu.cfs_quota_us"), _read(d / "cpu.cfs_period_us")
-                )
-            )
-            is not None
+            if (limit := _parse_cfs(_read(d / "cpu.cfs_quota_us"), _read(d / "cpu.cfs_period_us"))) is not None
         ]
         return min(limits) if limits else None
     return None

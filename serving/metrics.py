@@ -72,9 +72,7 @@ DURATION_BUCKETS = (
 )
 
 # Paths served by MLflow's scoring app and by this runtime. Anything else is labelled "other".
-KNOWN_ROUTES = frozenset(
-    {"/invocations", "/ping", "/health", "/version", "/docs", "/redoc", "/openapi.json"}
-)
+KNOWN_ROUTES = frozenset({"/invocations", "/ping", "/health", "/version", "/docs", "/redoc", "/openapi.json"})
 METRICS_PATH = "/metrics"
 OTHER_ROUTE = "other"
 
@@ -141,7 +139,8 @@ class Metrics:
         path = os.environ.get(MULTIPROC_ENV)
         if path:
             registry = CollectorRegistry()
-            MultiProcessCollector(registry, path=path)
+            collector: Callable[..., object] = MultiProcessCollector
+            collector(registry, path=path)
             return generate_latest(registry)
         return generate_latest(self.registry)
 
@@ -198,14 +197,10 @@ class MetricsMiddleware:
             (b"content-length", str(len(body)).encode()),
         ]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send(
-            {"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body}
-        )
+        await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
 
 
-async def _plain(
-    send: Send, status: int, body: bytes, extra_headers: list[tuple[bytes, bytes]] | None = None
-) -> None:
+async def _plain(send: Send, status: int, body: bytes, extra_headers: list[tuple[bytes, bytes]] | None = None) -> None:
     headers = [
         (b"content-type", b"text/plain; charset=utf-8"),
         (b"content-length", str(len(body)).encode()),

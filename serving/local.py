@@ -1,0 +1,215 @@
+"""Run the model server as a local subprocess (``modelctl demo``, tests, the benchmark).
+
+    from serving.local import run_local
+
+    with run_local("models:/fraud-detector/7", workers=2) as url:
+        httpx.post(f"{url}/invocations", json={"dataframe_split": ...})
+
+The server binds 127.0.0.1 on a port it picks itself (``port=0``, race-free: the server writes
+the port it bound to a file this helper reads), ``run_local`` waits until ``/ping`` answers 200
+(model loaded), yields the base URL, and on exit sends SIGTERM, waits for a graceful stop and
+SIGKILLs the process group if it does not come.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import IO
+
+_SRC_ROOT = str(Path(__file__).resolve().parent.parent)
+
+
+class ServerError(RuntimeError):
+    """The server process exited or did not become ready in time."""
+
+
+def _http_status(url: str, timeout: float) -> int | None:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+    except (urllib.error.URLError, OSError):
+        return None
+
+
+class LocalServer:
+    """A ``python -m serving`` subprocess on loopback. Use ``start()``/``stop()`` or ``with``."""
+
+    def __init__(
+        self,
+        model_uri: str,
+        port: int = 0,
+        workers: int = 1,
+        env: Mapping[str, str] | None = None,
+        timeout: int | None = None,
+        extra_args: list[str] | None = None,
+        host: str = "127.0.0.1",
+        stdout: IO[bytes] | int | None = None,
+        stderr: IO[bytes] | int | None = None,
+    ) -> None:
+        self.model_uri = model_uri
+        self.port = port
+        self.workers = workers
+        self.env = dict(env or {})
+        self.timeout = timeout
+        self.extra_args = list(extra_args or [])
+        self.host = host
+        self.stdout = stdout
+        self.stderr = stderr
+        self.process: subprocess.Popen[bytes] | None = None
+        self.url = ""
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+
+    @property
+    def pid(self) -> int:
+        if self.process is None:
+            raise ServerError("server not started")
+        return self.process.pid
+
+    def start(self, wait_ready: bool = True, startup_timeout: float = 120.0) -> str:
+        """Start the process, wait until it listens (and, by default, until /ping is 200)."""
+        self._tmp = tempfile.TemporaryDirectory(prefix="serving-local-")
+        port_file = os.path.join(self._tmp.name, "port")
+        cmd = [
+            sys.executable,
+            "-m",
+            "serving",
+            "serve",
+            "--model-uri",
+            self.model_uri,
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
+            "--workers",
+            str(self.workers),
+            "--port-file",
+            port_file,
+        ]
+        if self.timeout is not None:
+            cmd += ["--timeout", str(self.timeout)]
+        cmd += self.extra_args
+        env = dict(os.environ)
+        env.update(self.env)
+        # Make `serving` importable however the caller found it (source tree or installed).
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (_SRC_ROOT, env.get("PYTHONPATH")) if p)
+        self.process = subprocess.Popen(
+            cmd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=self.stdout,
+            stderr=self.stderr,
+            start_new_session=True,  # its own process group: stop() can reach the workers too
+        )
+        deadline = time.monotonic() + startup_timeout
+        try:
+            port = self._wait_for_port(port_file, deadline)
+            host = f"[{self.host}]" if ":" in self.host else self.host
+            self.url = f"http://{host}:{port}"
+            if wait_ready:
+                self.wait_ready(deadline - time.monotonic())
+        except BaseException:
+            self.stop()
+            raise
+        return self.url
+
+    def _wait_for_port(self, port_file: str, deadline: float) -> int:
+        while time.monotonic() < deadline:
+            self._check_alive()
+            try:
+                text = Path(port_file).read_text().strip()
+            except FileNotFoundError:
+                text = ""
+            if text:
+                return int(text)
+            time.sleep(0.05)
+        raise ServerError("server did not start listening in time")
+
+    def _check_alive(self) -> None:
+        assert self.process is not None
+        code = self.process.poll()
+        if code is not None:
+            raise ServerError(f"server exited with code {code}")
+
+    def wait_ready(self, timeout: float = 120.0, path: str = "/ping") -> None:
+        """Wait until ``path`` answers 200."""
+        deadline = time.monotonic() + max(timeout, 0.0)
+        while True:
+            self._check_alive()
+            if _http_status(self.url + path, timeout=5.0) == 200:
+                return
+            if time.monotonic() >= deadline:
+                raise ServerError(f"{self.url}{path} did not answer 200 in {timeout:.0f} s")
+            time.sleep(0.1)
+
+    def terminate(self) -> None:
+        """Send SIGTERM to the server (graceful shutdown), without waiting."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+
+    def stop(self, grace: float = 30.0) -> int | None:
+        """SIGTERM, wait up to ``grace`` seconds, then SIGKILL the process group. Exit code."""
+        process = self.process
+        code: int | None = None
+        if process is not None:
+            self.terminate()
+            try:
+                code = process.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                code = None
+            # Kill anything left in the group (workers of a supervisor that died hard).
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(process.pid, signal.SIGKILL)
+            if code is None:
+                code = process.wait(timeout=10)
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+        return code
+
+    def __enter__(self) -> LocalServer:
+        if self.process is None:
+            self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+@contextlib.contextmanager
+def run_local(
+    model_uri: str,
+    port: int = 0,
+    workers: int = 1,
+    env: Mapping[str, str] | None = None,
+    timeout: int | None = None,
+    startup_timeout: float = 120.0,
+) -> Iterator[str]:
+    """Serve ``model_uri`` on 127.0.0.1 in a subprocess; yields the base URL once /ping is 200.
+
+    Args:
+        model_uri: local model directory or ``models:/name/version`` (``models:/name@alias``);
+            a registry URI needs ``MLFLOW_TRACKING_URI`` in ``env`` or the environment.
+        port: 0 picks a free port.
+        workers: worker processes.
+        env: extra environment for the server (e.g. ``MLFLOW_TRACKING_URI``, ``MODEL_NAME``).
+        timeout: request timeout in seconds (default 60).
+        startup_timeout: seconds to wait for the model to load before raising ``ServerError``.
+    """
+    server = LocalServer(model_uri, port=port, workers=workers, env=env, timeout=timeout)
+    server.start(startup_timeout=startup_timeout)
+    try:
+        yield server.url
+    finally:
+        server.stop()

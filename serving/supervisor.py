@@ -1,0 +1,273 @@
+"""The main process: binds the port, starts the workers, keeps them running, stops them gracefully.
+
+It does not import MLflow or serve requests itself. What it does, in order:
+
+1. resolves settings (flags, env) and the worker count (``serving.cpu``: the cgroup CPU limit,
+   not the host's CPU count);
+2. makes a runtime directory for this start (``tempfile.mkdtemp``) holding the Prometheus
+   multiprocess directory (or empties the ``*.db`` files of a ``PROMETHEUS_MULTIPROC_DIR`` the
+   environment names) and the download of a ``models:/`` URI that workers share;
+3. binds the listening socket with ``IPPROTO_TCP`` (see ``serving.worker`` for why that matters)
+   and starts ``N`` workers (``python -m serving.worker FD``) that inherit it;
+4. waits: reaps exited workers, calls ``mark_process_dead`` for each, restarts a worker that
+   crashed, gives up if the model cannot be loaded (exit code 3) or workers crash in a loop;
+5. on SIGTERM/SIGINT: stops listening, forwards SIGTERM to the workers (uvicorn stops accepting,
+   finishes in-flight requests, closes keep-alive connections), waits up to the grace period,
+   then SIGKILLs what is left, removes the runtime directory and exits 0.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from serving.config import Settings, parse_settings
+from serving.cpu import detect_workers
+
+logger = logging.getLogger("serving.supervisor")
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+RUNTIME_DIR_ENV = "SERVING_RUNTIME_DIR"
+SETTINGS_ENV = "SERVING_WORKER_SETTINGS"
+STARTUP_FAILURE = 3
+LISTEN_BACKLOG = 2048
+# A worker that dies this many times within the window is not restarted again.
+MAX_RESTARTS = 5
+RESTART_WINDOW_SECONDS = 60.0
+
+
+def bind_socket(host: str, port: int, backlog: int = LISTEN_BACKLOG) -> socket.socket:
+    """A listening TCP socket whose Python object says ``proto == IPPROTO_TCP``.
+
+    ``socket.accept()`` copies ``proto`` from this object to every accepted connection, and
+    asyncio sets ``TCP_NODELAY`` only on connections with ``proto == IPPROTO_TCP``.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6 and host in ("::", "::0"):
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)  # also IPv4
+        sock.bind((host, port))
+        sock.listen(backlog)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def prepare_multiproc_dir(runtime_dir: Path, environ: dict[str, str]) -> Path:
+    """The Prometheus multiprocess directory for this start, emptied of any previous samples."""
+    configured = environ.get(MULTIPROC_ENV)
+    path = Path(configured) if configured else runtime_dir / "metrics"
+    path.mkdir(parents=True, exist_ok=True)
+    for stale in glob.glob(str(path / "*.db")):
+        os.remove(stale)
+    return path
+
+
+def _mark_process_dead(pid: int, path: Path) -> None:
+    from prometheus_client import multiprocess
+
+    mark: Callable[[int, str], None] = multiprocess.mark_process_dead
+    mark(pid, str(path))
+
+
+@dataclass
+class Worker:
+    process: subprocess.Popen[bytes]
+    started: float
+
+
+@dataclass
+class Supervisor:
+    settings: Settings
+    workers: int
+    sock: socket.socket
+    runtime_dir: Path
+    multiproc_dir: Path
+    exit_code: int = 0
+    _procs: dict[int, Worker] = field(default_factory=dict)
+    _signals: list[int] = field(default_factory=list)
+    _wake: threading.Event = field(default_factory=threading.Event)
+    _restarts: list[float] = field(default_factory=list)
+    _stopping: bool = False
+    _deadline: float = 0.0
+    _killed: bool = False
+
+    def _worker_env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env[MULTIPROC_ENV] = str(self.multiproc_dir)
+        env[RUNTIME_DIR_ENV] = str(self.runtime_dir)
+        env[SETTINGS_ENV] = self.settings.to_json()
+        return env
+
+    def spawn(self) -> None:
+        fd = self.sock.fileno()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "serving.worker", str(fd)],
+            pass_fds=(fd,),
+            env=self._worker_env(),
+            stdin=subprocess.DEVNULL,
+        )
+        self._procs[proc.pid] = Worker(proc, time.monotonic())
+        logger.info("started worker %d", proc.pid)
+
+    def _on_signal(self, signum: int, _frame: object) -> None:
+        self._signals.append(signum)
+        self._wake.set()
+
+    def _install_signal_handlers(self) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
+            signal.signal(sig, self._on_signal)
+
+    def stop(self, reason: str) -> None:
+        if self._stopping:
+            return
+        self._stopping = True
+        logger.info("%s: stopping %d worker(s)", reason, len(self._procs))
+        # Stop listening here; the workers close their copies once they stop accepting.
+        self.sock.close()
+        for worker in self._procs.values():
+            _signal_process(worker.process, signal.SIGTERM)
+        self._deadline = time.monotonic() + self.settings.shutdown_grace + 5.0
+
+    def _reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            worker = self._procs.pop(pid, None)
+            if worker is None:
+                continue  # an orphan we adopted as PID 1: reaped, nothing else to do
+            code = os.waitstatus_to_exitcode(status)
+            worker.process.returncode = code
+            _mark_process_dead(pid, self.multiproc_dir)
+            self._on_exit(pid, code, worker)
+
+    def _on_exit(self, pid: int, code: int, worker: Worker) -> None:
+        if self._stopping:
+            logger.info("worker %d exited (%d)", pid, code)
+            return
+        if code == STARTUP_FAILURE:
+            logger.error("worker %d could not load the model; stopping", pid)
+            self.exit_code = 1
+            self.stop("model failed to load")
+            return
+        now = time.monotonic()
+        self._restarts = [t for t in self._restarts if now - t < RESTART_WINDOW_SECONDS]
+        if len(self._restarts) >= MAX_RESTARTS:
+            logger.error(
+                "worker %d exited (%d); %d restarts in %.0f s, giving up",
+                pid,
+                code,
+                len(self._restarts),
+                RESTART_WINDOW_SECONDS,
+            )
+            self.exit_code = 1
+            self.stop("workers keep crashing")
+            return
+        self._restarts.append(now)
+        logger.warning("worker %d exited unexpectedly (%d); starting a new one", pid, code)
+        self.spawn()
+
+    def run(self) -> int:
+        self._install_signal_handlers()
+        for _ in range(self.workers):
+            self.spawn()
+        while self._procs:
+            self._wake.wait(0.5)
+            self._wake.clear()
+            self._reap()
+            while self._signals:
+                sig = self._signals.pop(0)
+                if sig in (signal.SIGTERM, signal.SIGINT):
+                    self.stop(f"received {signal.Signals(sig).name}")
+            if self._stopping and not self._killed and time.monotonic() > self._deadline:
+                logger.warning("grace period over: killing %d worker(s)", len(self._procs))
+                for worker in self._procs.values():
+                    _signal_process(worker.process, signal.SIGKILL)
+                self._killed = True
+        return self.exit_code
+
+
+def _signal_process(process: subprocess.Popen[bytes], sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(process.pid, sig)
+
+
+def _write_port_file(path: str, port: int) -> None:
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        f.write(str(port))
+    os.replace(tmp, path)
+
+
+def serve(settings: Settings) -> int:
+    workers = settings.workers or detect_workers()
+    environ = dict(os.environ)
+    runtime_dir = Path(tempfile.mkdtemp(prefix="mlflow-serving-"))
+    try:
+        multiproc_dir = prepare_multiproc_dir(runtime_dir, environ)
+        try:
+            sock = bind_socket(settings.host, settings.port)
+        except OSError as exc:
+            logger.error("cannot listen on %s:%d: %s", settings.host, settings.port, exc)
+            return 1
+        port = sock.getsockname()[1]
+        logger.info(
+            "serving %s on http://%s:%d with %d worker(s), timeout %d s, keep-alive %d s",
+            settings.model_uri,
+            settings.host,
+            port,
+            workers,
+            settings.timeout,
+            settings.keepalive,
+        )
+        if settings.port_file:
+            _write_port_file(settings.port_file, port)
+        supervisor = Supervisor(
+            settings=settings,
+            workers=workers,
+            sock=sock,
+            runtime_dir=runtime_dir,
+            multiproc_dir=multiproc_dir,
+        )
+        try:
+            return supervisor.run()
+        finally:
+            sock.close()
+    finally:
+        shutil.rmtree(runtime_dir, ignore_errors=True)
+
+
+def log_level_number(name: str) -> int:
+    """uvicorn's level names (it adds "trace") as a logging level."""
+    level = logging.getLevelName(name.upper())
+    return level if isinstance(level, int) else logging.DEBUG
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    settings = parse_settings(argv)
+    logging.basicConfig(
+        level=log_level_number(settings.log_level),
+        format="%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    return serve(settings)

@@ -1,0 +1,103 @@
+"""One worker process: uvicorn serving the app on the listening socket the supervisor passed down.
+
+Started by the supervisor as ``python -m serving.worker FD`` with the listening socket inherited as
+file descriptor ``FD`` and its settings in ``SERVING_WORKER_SETTINGS`` (JSON).
+
+Why the socket is rebuilt with ``socket.socket(fileno=fd)`` and checked (uvicorn issue 3149):
+asyncio turns on ``TCP_NODELAY`` for an accepted connection only if the Python socket object says
+``proto == IPPROTO_TCP`` (``asyncio.base_events._set_nodelay``), and ``socket.accept()`` copies
+``proto`` from the *listening* socket object. uvicorn's multi-worker mode builds its listener with
+``socket.socket(family)``, whose ``proto`` is 0, so no accepted connection gets ``TCP_NODELAY``;
+Nagle then holds back the response body (written after the headers) until the client ACKs the
+headers, and the client delays that ACK by up to 40 ms: every keep-alive request after the first
+pays ~42 ms. Single-worker uvicorn does not show it because asyncio builds that listener from
+``getaddrinfo``, which fills in ``proto=6``. The supervisor creates the listener with
+``IPPROTO_TCP`` and the worker rebuilds it from the descriptor, where CPython asks the kernel for
+family, type and protocol (``SO_DOMAIN``/``SO_TYPE``/``SO_PROTOCOL``), so every accepted
+connection is ``proto == 6`` and asyncio sets ``TCP_NODELAY`` on it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import socket
+import sys
+
+SETTINGS_ENV = "SERVING_WORKER_SETTINGS"
+# Exit code of a worker whose model failed to load (same value as uvicorn's STARTUP_FAILURE):
+# the supervisor stops instead of restarting it in a loop.
+STARTUP_FAILURE = 3
+
+
+def inherited_socket(fd: int) -> socket.socket:
+    """The listening socket behind ``fd``, with family/type/proto as the kernel reports them."""
+    sock = socket.socket(fileno=fd)
+    if sock.family in (socket.AF_INET, socket.AF_INET6) and sock.proto != socket.IPPROTO_TCP:
+        # Only reachable on a platform that cannot report SO_PROTOCOL: rebuild it explicitly.
+        sock = socket.socket(sock.family, socket.SOCK_STREAM, socket.IPPROTO_TCP, fileno=sock.detach())
+    return sock
+
+
+def configure_logging(level: str) -> None:
+    from serving.supervisor import log_level_number
+
+    logging.basicConfig(
+        level=log_level_number(level),
+        format="%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def run_worker(fd: int, settings_json: str) -> int:
+    import uvicorn
+
+    from serving.app import build_app
+    from serving.config import Settings
+
+    settings = Settings.from_json(settings_json)
+    configure_logging(settings.log_level)
+    sock = inherited_socket(fd)
+
+    exit_code = 0
+    server: uvicorn.Server | None = None
+
+    def on_fatal(exc: BaseException) -> None:
+        nonlocal exit_code
+        exit_code = STARTUP_FAILURE
+        if server is not None:
+            server.should_exit = True
+
+    asgi_app, _ = build_app(settings, on_fatal=on_fatal)
+    config = uvicorn.Config(
+        asgi_app,
+        lifespan="on",
+        log_config=None,
+        log_level=settings.log_level,
+        access_log=settings.access_log,
+        timeout_keep_alive=settings.keepalive,
+        timeout_graceful_shutdown=math.ceil(settings.shutdown_grace),
+        # Trust X-Forwarded-* only from loopback (a sidecar); the pod network is not trusted.
+        proxy_headers=True,
+        forwarded_allow_ips="127.0.0.1",
+    )
+    server = uvicorn.Server(config)
+    server.run(sockets=[sock])
+    return exit_code
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m serving.worker FD (started by python -m serving)", file=sys.stderr)
+        return 2
+    settings_json = os.environ.get(SETTINGS_ENV)
+    if not settings_json:
+        print(f"{SETTINGS_ENV} is not set (started by python -m serving)", file=sys.stderr)
+        return 2
+    return run_worker(int(args[0]), settings_json)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
