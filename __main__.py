@@ -38,6 +38,7 @@ exports = targets.declare(settings, plan, models, config)
 pulumi.export("model", {"name": stable.name, "stable": stable.version, "alias": stable.alias})
 pulumi.export("liveVersions", list(plan.versions))
 pulumi.export("traffic", plan.weights)
-pulumi.export("mirror", None if plan.mirror is None else {"version": plan.mirror.version, "percent": plan.mirror.percent})
+mirror = plan.mirror
+pulumi.export("mirror", None if mirror is None else {"version": mirror.version, "percent": mirror.percent})
 for key, value in exports.items():
     pulumi.export(key, value)

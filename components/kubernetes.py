@@ -19,6 +19,7 @@ declares them.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -307,7 +308,7 @@ def entry_selector(model: str, plan: TrafficPlan, cfg: KubernetesSettings) -> di
 class KubernetesModelServiceArgs:
     model_name: str
     plan: TrafficPlan
-    images: dict[str, pulumi.Input[str]]
+    images: Mapping[str, pulumi.Input[str]]
     """Image reference per live version."""
     settings: KubernetesSettings
 

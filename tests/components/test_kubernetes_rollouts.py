@@ -159,7 +159,8 @@ def test_promote_finish_touches_routing_only_with_the_gateway(render, registry) 
 
 
 def test_promote_after_blue_green_switch_restarts_nothing(render, registry) -> None:  # type: ignore[no-untyped-def]
-    switched = render(cfg(registry, SERVICE_ROUTER, candidate={"version": "2", "strategy": "blue-green", "percent": 100}))
+    bg = {"version": "2", "strategy": "blue-green", "percent": 100}
+    switched = render(cfg(registry, SERVICE_ROUTER, candidate=bg))
     promoted = render(cfg(registry, SERVICE_ROUTER, stable="2"))
     assert switched.named("fraud-detector-v2").inputs == promoted.named("fraud-detector-v2").inputs
     diff, _, added = changed(switched, promoted)
