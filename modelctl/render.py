@@ -34,6 +34,7 @@ MOCK_OUTPUTS: dict[str, OutputFn] = {}
 # Results of provider functions (invokes), by token.
 CallFn = Callable[[dict[str, Any]], dict[str, Any]]
 MOCK_CALLS: dict[str, CallFn] = {}
+import modelctl.mocks_aws  # noqa: E402, F401 - registers AWS outputs (ARNs, URLs, auto-names)
 
 
 @dataclass
@@ -226,7 +227,10 @@ def run_program(
     if added:
         sys.path.insert(0, root)
     try:
-        _sync_await(run_in_stack(lambda: runpy.run_path(str(program), run_name="__main__")))
+        def program_func() -> None:
+            runpy.run_path(str(program), run_name="__main__")
+
+        _sync_await(run_in_stack(program_func))
     finally:
         if added:
             sys.path.remove(root)
