@@ -93,9 +93,98 @@ def declare(
             "namespace": k8s_svc.namespace,
             "liveVersions": k8s_svc.live_versions,
         }
-        # monitoring for Kubernetes: see components/monitoring.py (issue 5)
+        if settings.monitoring.enabled:
+            from components.monitoring import ModelMonitoring, ModelMonitoringArgs
 
-    # sagemaker: components/sagemaker.py (issue 6)
-    # azureml: components/azureml.py (issue 7)
-    # vertex: components/vertex.py (issue 8)
+            k8s_mon = ModelMonitoring(
+                f"{base}-monitoring",
+                ModelMonitoringArgs(
+                    model_name=name,
+                    plan=plan,
+                    namespace=k8s_svc.namespace,
+                    settings=settings.monitoring,
+                    after=list(k8s_svc.deployments.values()),
+                ),
+                opts=k8s_svc.child_opts,
+            )
+            exports["kubernetes"]["monitoring"] = k8s_mon.exports
+
+    if settings.sagemaker is not None:
+        from components.sagemaker import SageMakerModelService, SageMakerModelServiceArgs
+
+        sm_svc = SageMakerModelService(
+            f"{base}-sagemaker",
+            SageMakerModelServiceArgs(
+                model_name=name,
+                plan=plan,
+                settings=settings.sagemaker,
+                models=models,
+                image=settings.image,
+                thresholds=settings.monitoring.thresholds,
+                dashboard=settings.monitoring.enabled,
+            ),
+        )
+        exports["sagemaker"] = sm_svc.exports
+    if settings.azureml is not None:
+        from components.azureml import AzureMlModelEndpoint, AzureMlModelEndpointArgs
+
+        az = settings.azureml
+        az_images = None
+        if az.model_source == "image":
+            # the workspace pulls from its own ACR (pushed with the local `az acr login`), or
+            # from image.repository with the image registry login
+            az_repo = az.container_registry or settings.image.repository
+            az_password = None if az.container_registry else config.get_secret("imageRegistryPassword")
+            az_images = model_images(
+                "azureml",
+                models,
+                settings.image,
+                f"{az_repo.rstrip('/')}/{base}" if az_repo else None,
+                registry_address=az_repo.split("/")[0] if az_repo and az_password is not None else None,
+                registry_username=None if az.container_registry else settings.image.registry_username,
+                registry_password=az_password,
+            )
+        az_svc = AzureMlModelEndpoint(
+            f"azureml-{base}",
+            AzureMlModelEndpointArgs(
+                model_name=name,
+                plan=plan,
+                settings=az,
+                stack=pulumi.get_stack(),
+                images=az_images,
+                models=models,
+                thresholds=settings.monitoring.thresholds if settings.monitoring.enabled else None,
+            ),
+        )
+        exports["azureml"] = {
+            "endpointName": az_svc.endpoint_name,
+            "scoringUri": az_svc.scoring_uri,
+            "deployments": az_svc.deployment_names,
+            "liveVersions": az_svc.live_versions,
+            "traffic": az_svc.traffic,
+            "mirrorTraffic": az_svc.mirror_traffic,
+        }
+    if settings.vertex is not None:
+        from components.vertex import VertexModelService, VertexModelServiceArgs
+
+        vx_svc = VertexModelService(
+            f"{base}-vertex",
+            VertexModelServiceArgs(
+                model_name=name,
+                plan=plan,
+                models=models,
+                settings=settings.vertex,
+                image=settings.image,
+                thresholds=settings.monitoring.thresholds if settings.monitoring.enabled else None,
+            ),
+        )
+        exports["vertex"] = {
+            "endpointId": vx_svc.endpoint_id,
+            "endpointName": vx_svc.endpoint_name,
+            "predictUrl": vx_svc.predict_url,
+            "liveVersions": vx_svc.live_versions,
+            "traffic": vx_svc.traffic,
+            "deployedModels": vx_svc.deployed_models,
+            "imageRepository": vx_svc.image_repository,
+        }
     return exports
