@@ -6,6 +6,9 @@ Trains a LogisticRegression on a synthetic fraud-like table and registers it as 
 
 from __future__ import annotations
 
+import contextlib
+import io
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +32,24 @@ def sample_frame(rows: int = 200, seed: int = 0):  # type: ignore[no-untyped-def
     return pd.DataFrame(x, columns=list(FEATURES)), y
 
 
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """MLflow's INFO chatter, `eprint` notices and schema hints are noise in the demo and the
+    test logs; failures still raise."""
+    import logging
+    import warnings
+
+    logger = logging.getLogger("mlflow")
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.setLevel(level)
+
+
 def _pinned_requirements() -> list[str]:
     from importlib.metadata import version
 
@@ -47,6 +68,11 @@ def register_sample_model(
     Each version is trained with a different regularisation strength, so predictions differ.
     Idempotent: a registry that already has the versions is returned as is.
     """
+    with _quiet():
+        return _register(root, name=name, versions=versions, alias=alias)
+
+
+def _register(root: Path, *, name: str, versions: int, alias: str) -> SampleRegistry:
     import mlflow
     from mlflow.tracking import MlflowClient
     from sklearn.linear_model import LogisticRegression
