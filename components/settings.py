@@ -517,6 +517,14 @@ class SageMakerAlarmSettings(_Model):
     actions: list[str] = Field(default_factory=list)
     """ARNs notified when an alarm fires (SNS topics)."""
 
+    @field_validator("actions")
+    @classmethod
+    def _arns(cls, v: list[str]) -> list[str]:
+        bad = [a for a in v if not re.match(r"^arn:aws[a-z-]*:[a-z0-9-]+:", a)]
+        if bad:
+            raise ValueError(f"alarm actions are ARNs, e.g. an SNS topic's (got {bad[0]!r})")
+        return v
+
 
 class SageMakerSettings(_Model):
     """AWS SageMaker real-time endpoint (the target is on when the key is present)."""
@@ -609,6 +617,12 @@ class SageMakerSettings(_Model):
                 "sagemaker.instanceCount",
                 f"{self.instance_count} is outside autoscaling's {a.min_instances}-{a.max_instances}: "
                 "every endpoint update starts a variant at instanceCount",
+            )
+        n = self.candidate_instance_count
+        if a is not None and a.include_candidate and n is not None and not a.min_instances <= n <= a.max_instances:
+            raise _KeyedError(
+                "sagemaker.candidateInstanceCount",
+                f"{n} is outside autoscaling's {a.min_instances}-{a.max_instances} (includeCandidate is on)",
             )
         return self
 
