@@ -45,6 +45,10 @@ class Declared:
     inputs: dict[str, Any]
     custom: bool
     urn: str = ""
+    depends_on: list[str] = field(default_factory=list)
+    """Names of the resources it depends on (``depends_on`` and the resources its inputs come from)."""
+    provider: str | None = None
+    """Name of the explicit provider resource it was declared with (None: the default one)."""
 
     def as_json(self) -> dict[str, Any]:
         return {"type": self.type, "name": self.name, "parent": self.parent, "inputs": self.inputs}
@@ -171,6 +175,8 @@ def _make_monitor(mocks: Any, rendered: Rendered) -> Any:
                         inputs=_plain(inputs),
                         custom=bool(request.custom),
                         urn=resp.urn,
+                        depends_on=[u.split("::")[-1] for u in request.dependencies],
+                        provider=request.provider.split("::")[-2] if request.provider else None,
                     )
                 )
             return resp
