@@ -25,10 +25,13 @@ from components.azureml_traffic import (
 )
 
 ROOT = Path(__file__).resolve().parents[2]
-EP = "/subscriptions/0000/resourceGroups/rg/providers/Microsoft.MachineLearningServices/workspaces/ws/onlineEndpoints/fd-prod"
+EP = (
+    "/subscriptions/0000/resourceGroups/rg/providers/Microsoft.MachineLearningServices"
+    "/workspaces/ws/onlineEndpoints/fd-prod"
+)
 
 
-class AzureRefused(RuntimeError):
+class AzureRefusedError(RuntimeError):
     pass
 
 
@@ -50,18 +53,18 @@ class FakeAzure:
     def set(self, endpoint_id: str, traffic: Mapping[str, int], mirror: Mapping[str, int]) -> None:
         self.calls.append(("set", (endpoint_id, dict(traffic), dict(mirror))))
         if not self.exists:
-            raise AzureRefused("endpoint not found")
+            raise AzureRefusedError("endpoint not found")
         unknown = sorted((set(traffic) | set(mirror)) - self.deployments)
         if unknown:
-            raise AzureRefused(f"traffic for deployments that do not exist: {unknown}")
+            raise AzureRefusedError(f"traffic for deployments that do not exist: {unknown}")
         if sum(traffic.values()) not in (0, 100) or sum(mirror.values()) > 50:
-            raise AzureRefused("bad sums")
+            raise AzureRefusedError("bad sums")
         self.traffic, self.mirror = dict(traffic), dict(mirror)
 
     # what the other resources do
     def delete_deployment(self, name: str) -> None:
         if self.traffic.get(name, 0) > 0 or self.mirror.get(name, 0) > 0:
-            raise AzureRefused(f"deployment {name} still takes traffic")
+            raise AzureRefusedError(f"deployment {name} still takes traffic")
         self.deployments.discard(name)
 
 
@@ -143,7 +146,7 @@ def test_create_sets_the_maps_and_outputs_them() -> None:
 def test_create_fails_like_azure_when_a_deployment_does_not_exist_yet() -> None:
     """Why the resource exists: traffic for a deployment not created yet is refused."""
     fake = FakeAzure({"fd-v7"})
-    with pytest.raises(AzureRefused, match="fd-v8"):
+    with pytest.raises(AzureRefusedError, match="fd-v8"):
         provider(fake).create(props({"fd-v7": 90, "fd-v8": 10}))
 
 
@@ -169,7 +172,7 @@ def test_promote_in_pulumi_order_lets_the_old_deployment_go() -> None:
     p = provider(fake)
     old = props({"fd-v7": 90, "fd-v8": 10})
     p.create(old)
-    with pytest.raises(AzureRefused):
+    with pytest.raises(AzureRefusedError):
         fake.delete_deployment("fd-v7")  # the wrong order fails
     p.update(f"{EP}/traffic", old, props({"fd-v8": 100}))
     fake.delete_deployment("fd-v7")
