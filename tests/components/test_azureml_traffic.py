@@ -266,8 +266,12 @@ class FakeArm:
             "name": "fd-prod",
             "location": "westeurope",
             "identity": {"type": "SystemAssigned", "principalId": "p"},
-            "properties": {"authMode": "Key", "traffic": {}, "provisioningState": "Succeeded",
-                           "scoringUri": "https://x/score"},
+            "properties": {
+                "authMode": "Key",
+                "traffic": {},
+                "provisioningState": "Succeeded",
+                "scoringUri": "https://x/score",
+            },
         }
 
 
