@@ -290,7 +290,8 @@ def alert_rules(
             _alert(
                 ALERT_CANDIDATE_ERRORS,
                 f"{ERROR_RATIO}{{{cand}}} "
-                f"> ignoring (version) ({ERROR_RATIO}{{{stab}}} + {_num(t.candidate_error_ratio_margin)})",
+                f"> ignoring (version) group_left () "
+                f"({ERROR_RATIO}{{{stab}}} + {_num(t.candidate_error_ratio_margin)})",
                 "critical",
                 f"{plan.strategy} candidate {who} fails more than stable v{stable}",
                 f"The candidate's 5xx ratio ({{{{ $value | humanizePercentage }}}}) exceeds stable "
@@ -302,7 +303,7 @@ def alert_rules(
             _alert(
                 ALERT_CANDIDATE_LATENCY,
                 f'{LATENCY_QUANTILE}{{{cand},quantile="{q}"}} '
-                f'> ignoring (version) ({LATENCY_QUANTILE}{{{stab},quantile="{q}"}} * '
+                f'> ignoring (version) group_left () ({LATENCY_QUANTILE}{{{stab},quantile="{q}"}} * '
                 f"{_num(t.candidate_latency_margin)})",
                 "warning",
                 f"{plan.strategy} candidate {who} is slower than stable v{stable}",
