@@ -14,7 +14,7 @@ from modelctl.mocks_aws import autoname
 from modelctl.render import Declared, Rendered, run_program
 from modelctl.sagemaker_status import ExpectedEndpoint
 from modelctl.sample import SampleRegistry
-from tests.conftest import base_config
+from tests.components.sagemaker_cases import SCENARIOS, full_config, sm_config
 
 MODEL = "aws:sagemaker/model:Model"
 CONFIG = "aws:sagemaker/endpointConfiguration:EndpointConfiguration"
@@ -31,22 +31,6 @@ COMPONENT = "fraud-detector-sagemaker"
 PROVIDER = "fraud-detector-aws"
 ECR_PREBUILT = "210987654321.dkr.ecr.eu-west-1.amazonaws.com/shared/fraud"
 
-SM = {"region": "eu-west-1", "instanceCount": 2}
-SCENARIOS: dict[str, dict[str, Any]] = {
-    "none": {},
-    "canary": {"candidate": {"version": "2", "strategy": "canary", "percent": 10}},
-    "blue-green-0": {"candidate": {"version": "2", "strategy": "blue-green", "percent": 0}},
-    "blue-green-100": {"candidate": {"version": "2", "strategy": "blue-green", "percent": 100}},
-    "shadow": {"candidate": {"version": "2", "strategy": "shadow", "percent": 30}},
-}
-
-
-def sm_config(registry: SampleRegistry, sagemaker: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
-    cfg = base_config(registry, kubernetes=None, sagemaker=sagemaker or SM)
-    for key, value in extra.items():
-        cfg[f"mlflow-deploy:{key}"] = value
-    return cfg
-
 
 @pytest.fixture(scope="module")
 def rendered(registry: SampleRegistry) -> dict[str, Rendered]:
@@ -56,36 +40,7 @@ def rendered(registry: SampleRegistry) -> dict[str, Rendered]:
 @pytest.fixture(scope="module")
 def full(registry: SampleRegistry) -> Rendered:
     """Every option on, beside the Kubernetes target, with monitoring enabled."""
-    cfg = base_config(
-        registry,
-        sagemaker={
-            "region": "eu-west-1",
-            "endpointName": "fraud-prod",
-            "instanceType": "ml.c5.xlarge",
-            "instanceCount": 4,
-            "candidateInstanceCount": 2,
-            "workers": 2,
-            "volumeSizeGb": 30,
-            "dataCapture": {
-                "destinationS3Uri": "s3://acme-ml-capture/fraud-detector/",
-                "samplingPercent": 20,
-                "kmsKeyArn": "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab",
-            },
-            "deployment": {
-                "type": "CANARY",
-                "canarySize": {"type": "CAPACITY_PERCENT", "value": 25},
-                "waitIntervalSeconds": 600,
-                "terminationWaitSeconds": 300,
-                "maximumExecutionTimeoutSeconds": 7200,
-            },
-            "autoscaling": {"minInstances": 2, "maxInstances": 8, "includeCandidate": True},
-            "alarms": {"actions": ["arn:aws:sns:eu-west-1:123456789012:ml-oncall"]},
-            "tags": {"team": "risk"},
-        },
-        candidate={"version": "2", "strategy": "canary", "percent": 25},
-        monitoring={"enabled": True},
-    )
-    return run_program(cfg, stack="test")
+    return run_program(full_config(registry), stack="test")
 
 
 def model_of_version(out: Rendered, version: str) -> Declared:
