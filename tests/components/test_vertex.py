@@ -280,3 +280,30 @@ def test_vertex_beside_kubernetes(render: Render, registry: SampleRegistry) -> N
     assert split(out) == {"1": 70, "2": 30}
     assert out.of_type("kubernetes:apps/v1:Deployment")  # the other target is still there
     assert out.outputs["vertex"]["liveVersions"] == ["1", "2"]
+
+
+# --------------------------------------------------------------------------- the container contract, for real
+
+
+def test_serving_runtime_answers_vertex_predict_requests(registry: SampleRegistry) -> None:
+    """Vertex forwards ``{"instances": [...], "parameters": {...}}`` to the predict route and
+    wants ``{"predictions": [...]}`` back, after the health route answers 200: run the project's
+    serving runtime on the registry model and send it exactly that."""
+    import httpx
+
+    from components.settings import VertexSettings
+    from components.vertex import HEALTH_ROUTE, PREDICT_ROUTE, container_env
+    from modelctl.sample import sample_frame
+    from serving.local import run_local
+
+    env = container_env(registry.name, "1", VertexSettings(project="acme-ml"))
+    env.pop("SERVING_PORT")  # the test server picks a free port
+    features, _ = sample_frame(rows=3)
+    body = {"instances": features.to_dict(orient="records"), "parameters": {"confidence": 0.5}}
+    server_env = {**env, "MLFLOW_TRACKING_URI": registry.tracking_uri, "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "true"}
+    with run_local(f"models:/{registry.name}/1", env=server_env) as url:
+        assert httpx.get(f"{url}{HEALTH_ROUTE}", timeout=30).status_code == 200
+        response = httpx.post(f"{url}{PREDICT_ROUTE}", json=body, timeout=60)
+    assert response.status_code == 200, response.text
+    predictions = response.json()["predictions"]
+    assert len(predictions) == 3 and all(p in (0, 1) for p in predictions)

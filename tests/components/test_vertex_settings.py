@@ -147,3 +147,13 @@ def test_prebuilt_images_must_be_in_a_registry_vertex_pulls_from() -> None:
     assert parse_settings({**ok, "mlflow-deploy:candidate": {"version": "8"}}).image.uris["8"].startswith("gcr.io")
     # a version not live is none of Vertex's business
     assert parse_settings(cfg(image={"uris": {"3": "ghcr.io/acme/fraud:3"}})).vertex is not None
+
+
+def test_the_prod_example_switches_vertex_on_with_valid_values() -> None:
+    from pathlib import Path
+
+    from modelctl.render import read_stack_config
+
+    prod = read_stack_config(Path(__file__).resolve().parents[2] / "Pulumi.prod.yaml")
+    v = VertexSettings.model_validate(prod["mlflow-deploy:vertex"])
+    assert v.project and v.min_replicas >= 2 and v.notification_channels
