@@ -33,6 +33,7 @@ The spec builders are pure functions (tests call them without Pulumi); the compo
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -472,7 +473,7 @@ class AzureMlModelEndpoint(pulumi.ComponentResource):
                 env = ml.EnvironmentVersion(
                     f"{rname}-env",
                     name=ep_name,
-                    version=ref.apply(lambda r, v=v: environment_version(v, r)),
+                    version=ref.apply(functools.partial(environment_version, v)),
                     properties=ml.EnvironmentVersionPropertiesArgs(**environment_properties(model, v, ref)),
                     **ws,
                     opts=child,
