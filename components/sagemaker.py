@@ -639,15 +639,15 @@ class SageMakerModelService(pulumi.ComponentResource):
         # --- one Model per live version: its inputs never depend on the rollout
         self.models: dict[str, Any] = {}
         image_uris: dict[str, pulumi.Output[str]] = {}
-        for v in plan.versions:
-            image_uris[v] = pulumi.Output.from_input(images[v]).apply(sagemaker_image_uri)
-            self.models[v] = aws.sagemaker.Model(
-                f"sm-{version_name(model, v)}",
+        for version in plan.versions:
+            image_uris[version] = pulumi.Output.from_input(images[version]).apply(sagemaker_image_uri)
+            self.models[version] = aws.sagemaker.Model(
+                f"sm-{version_name(model, version)}",
                 execution_role_arn=role.arn,
                 primary_container={
-                    "image": image_uris[v],
+                    "image": image_uris[version],
                     "mode": "SingleModel",
-                    "environment": container_environment(model, v, cfg),
+                    "environment": container_environment(model, version, cfg),
                 },
                 enable_network_isolation=cfg.network_isolation,
                 opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[policy])),

@@ -618,11 +618,11 @@ class SageMakerSettings(_Model):
                 f"{self.instance_count} is outside autoscaling's {a.min_instances}-{a.max_instances}: "
                 "every endpoint update starts a variant at instanceCount",
             )
-        n = self.candidate_instance_count
-        if a is not None and a.include_candidate and n is not None and not a.min_instances <= n <= a.max_instances:
+        cand = self.candidate_instance_count or self.instance_count
+        if a is not None and a.include_candidate and not a.min_instances <= cand <= a.max_instances:
             raise _KeyedError(
                 "sagemaker.candidateInstanceCount",
-                f"{n} is outside autoscaling's {a.min_instances}-{a.max_instances} (includeCandidate is on)",
+                f"{cand} is outside autoscaling's {a.min_instances}-{a.max_instances} (includeCandidate is on)",
             )
         return self
 
