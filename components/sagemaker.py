@@ -271,6 +271,19 @@ def evaluation_periods(alarms: SageMakerAlarmSettings, thresholds: AlertThreshol
     return max(1, math.ceil(seconds / ALARM_PERIOD_SECONDS))
 
 
+def baking_warning(cfg: SageMakerSettings, thresholds: AlertThresholds) -> str | None:
+    """A warning when a baking period is shorter than the rollback alarms' evaluation window: the
+    update would move on before an alarm could fire."""
+    window = evaluation_periods(cfg.alarms, thresholds) * ALARM_PERIOD_SECONDS
+    wait = cfg.deployment.wait_interval_seconds
+    if not cfg.deployment.auto_rollback or wait >= window:
+        return None
+    return (
+        f"sagemaker.deployment.waitIntervalSeconds ({wait}s) is shorter than the rollback alarms' window "
+        f"({window}s): a bad update can move on before an alarm is able to fire"
+    )
+
+
 @dataclass(frozen=True)
 class AlarmSpec:
     resource_name: str
@@ -669,14 +682,9 @@ class SageMakerModelService(pulumi.ComponentResource):
         # --- rollback alarms, then the endpoint
         specs = alarm_specs(endpoint, variants, cfg.alarms, args.thresholds)
         alarms = [aws.cloudwatch.MetricAlarm(s.resource_name, **s.args, opts=child) for s in specs]
-        window = evaluation_periods(cfg.alarms, args.thresholds) * ALARM_PERIOD_SECONDS
-        if cfg.deployment.auto_rollback and cfg.deployment.wait_interval_seconds < window:
-            pulumi.log.warn(
-                f"sagemaker.deployment.waitIntervalSeconds ({cfg.deployment.wait_interval_seconds}s) is "
-                f"shorter than the rollback alarms' window ({window}s): a bad update can finish before "
-                "an alarm is able to fire",
-                resource=self,
-            )
+        warning = baking_warning(cfg, args.thresholds)
+        if warning:
+            pulumi.log.warn(warning, resource=self)
         endpoint_res = aws.sagemaker.Endpoint(
             f"{base}-sm-endpoint",
             name=endpoint,

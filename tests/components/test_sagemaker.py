@@ -12,6 +12,7 @@ from components.sagemaker import (
     CANDIDATE_VARIANT,
     STABLE_VARIANT,
     alarm_specs,
+    baking_warning,
     container_environment,
     dashboard_body,
     deployment_config,
@@ -288,6 +289,16 @@ def test_alarm_thresholds_follow_monitoring_unless_overridden() -> None:
     )
     assert {s.args["threshold"] for s in over} == {0.1, 2_000_000}
     assert {s.args["evaluation_periods"] for s in over} == {7}
+
+
+def test_baking_shorter_than_the_alarm_window_is_warned() -> None:
+    five = AlertThresholds(**{"for": "5m"})
+    assert baking_warning(sm(deployment={"waitIntervalSeconds": 300}), five) is None
+    warning = baking_warning(sm(deployment={"waitIntervalSeconds": 120}), five)
+    assert warning is not None and "(120s)" in warning and "(300s)" in warning
+    # without auto-rollback the alarms decide nothing
+    assert baking_warning(sm(deployment={"waitIntervalSeconds": 0, "autoRollback": False}), five) is None
+    assert baking_warning(sm(deployment={"waitIntervalSeconds": 120}, alarms={"evaluationMinutes": 2}), five) is None
 
 
 @pytest.mark.parametrize(("duration", "periods"), [("30s", 1), ("5m", 5), ("90s", 2), ("1h", 60)])
