@@ -507,3 +507,16 @@ def test_deployment_properties_need_exactly_one_source() -> None:
         azureml.deployment_properties("m", "1", cfg_)
     with pytest.raises(ValueError):
         azureml.deployment_properties("m", "1", cfg_, environment_id="e", model_id="m")
+
+
+def test_the_prod_example_renders(registry: SampleRegistry, render: Callable[..., Rendered]) -> None:
+    from modelctl.render import read_stack_config
+
+    prod = read_stack_config(Path(__file__).resolve().parents[2] / "Pulumi.prod.yaml")["mlflow-deploy:azureml"]
+    az = AzureMlSettings.model_validate(prod)
+    assert az.instance_count >= 3 and az.action_group_id and az.autoscale is not None
+    out = render(cfg(registry, az=prod, monitoring={"enabled": True}))
+    (dep,) = out.of_type(DEPLOYMENT)
+    assert dep.inputs["sku"]["capacity"] == az.instance_count
+    assert one(out, ENDPOINT).inputs["endpointName"] == az.endpoint_name
+    assert len(out.of_type(ALERT)) == 2 and len(out.of_type(AUTOSCALE)) == 1
