@@ -39,6 +39,7 @@ import json
 import math
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -407,7 +408,7 @@ class AzureMlModelEndpointArgs:
     plan: TrafficPlan
     settings: AzureMlSettings
     stack: str
-    images: dict[str, pulumi.Input[str]] | None = None
+    images: Mapping[str, pulumi.Input[str]] | None = None
     """``modelSource: image``: image reference per live version."""
     models: dict[str, ResolvedModel] | None = None
     """``modelSource: mlflow_model``: the resolved registry versions (their artifacts are uploaded)."""
