@@ -383,7 +383,64 @@ def status(stack: str, config: Path | None) -> int:
         print(f"registry, version {v}:")
         for line in _registry_lines(settings.model.name, v, uri):
             print(f"  {line}")
+    if settings.sagemaker is not None:
+        print()
+        drift = sagemaker_drift(stack, sf.path.parent)
+        for line in drift.lines:
+            print(f"sagemaker: {line}")
+        if drift.drifted:
+            return DRIFT_EXIT
     return 0
+
+
+DRIFT_EXIT = 3
+"""``modelctl status`` exit code when a SageMaker endpoint is not running what the stack says."""
+
+
+@dataclass
+class Drift:
+    lines: list[str]
+    drifted: bool = False
+
+
+def sagemaker_drift(stack: str, cwd: Path, outputs: dict[str, Any] | None = None, session: Any = None) -> Drift:
+    """Compare the live SageMaker endpoint with the stack's ``sagemaker`` output.
+
+    SageMaker can roll an endpoint update back by itself while Pulumi's state says the new
+    config applied (docs/sagemaker.md). The expected config is the stack's real output (``pulumi
+    stack output --json``), not a render: only the deployed stack knows the endpoint's names.
+    """
+    from modelctl.sagemaker_status import check_stack_output
+
+    if outputs is None:
+        outputs = _pulumi_stack_outputs(stack, cwd)
+        if outputs is None:
+            return Drift(["endpoint drift not checked: needs the Pulumi CLI and the stack's outputs"])
+    sm = outputs.get("sagemaker")
+    if not sm:
+        return Drift(["endpoint drift not checked: the stack has no 'sagemaker' output (not deployed yet?)"])
+    problems = check_stack_output(sm, session=session)
+    if problems is None:
+        return Drift(["endpoint drift not checked: no AWS credentials"])
+    if not problems:
+        return Drift([f"endpoint {sm.get('endpointName')} runs what the stack declares"])
+    return Drift([f"DRIFT: {p}" for p in problems], drifted=True)
+
+
+def _pulumi_stack_outputs(stack: str, cwd: Path) -> dict[str, Any] | None:
+    if not shutil.which("pulumi"):
+        return None
+    try:
+        proc = subprocess.run(
+            ["pulumi", "stack", "output", "--json", "--stack", stack],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        return dict(json.loads(proc.stdout)) if proc.returncode == 0 else None
+    except (OSError, subprocess.TimeoutExpired, ValueError):
+        return None
 
 
 def _registry_lines(name: str, version: str, uri: str) -> list[str]:

@@ -226,3 +226,48 @@ def test_status_shows_the_rollout_and_the_registry(registry, tmp_path, capsys) -
         mv = MlflowClient(registry.tracking_uri).get_model_version(registry.name, v)
         assert f"run {mv.run_id}" in out
     assert "status READY" in out
+
+
+def test_status_on_a_sagemaker_stack_without_the_pulumi_cli(registry, tmp_path, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")  # no `pulumi` here
+    path = stack_copy(registry, tmp_path)
+    path.write_text(path.read_text() + "  mlflow-deploy:sagemaker:\n    region: eu-west-1\n")
+    assert run("status", "--stack", "dev", "--config", str(path)) == 0
+    assert "sagemaker: endpoint drift not checked: needs the Pulumi CLI" in capsys.readouterr().out
+
+
+def test_sagemaker_drift_is_reported_and_flagged(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import datetime as dt
+
+    import boto3
+    import botocore.session
+    from botocore.stub import Stubber
+
+    from modelctl.stackops import DRIFT_EXIT, sagemaker_drift
+
+    now = dt.datetime(2026, 11, 26, tzinfo=dt.UTC)
+    image = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/m@sha256:" + "7" * 64
+    bc = botocore.session.get_session()
+    bc.set_credentials("testing", "testing")
+    session = boto3.Session(botocore_session=bc, region_name="eu-west-1")
+    original = session.client
+
+    def client(*args, **kwargs):  # type: ignore[no-untyped-def]
+        c = original(*args, **kwargs)
+        stub = Stubber(c)
+        stub.add_response("describe_endpoint", {
+            "EndpointName": "fraud-detector", "EndpointArn": "arn:aws:sagemaker:eu-west-1:123456789012:endpoint/x",
+            "EndpointConfigName": "cfg-old", "EndpointStatus": "InService", "CreationTime": now,
+            "LastModifiedTime": now,
+            "ProductionVariants": [{"VariantName": "stable", "CurrentWeight": 1.0, "DesiredWeight": 1.0,
+                                    "DeployedImages": [{"SpecifiedImage": image}]}],
+        }, {"EndpointName": "fraud-detector"})
+        stub.activate()
+        return c
+
+    session.client = client  # type: ignore[method-assign]
+    outputs = {"sagemaker": {"region": "eu-west-1", "endpointName": "fraud-detector", "endpointConfigName": "cfg-new",
+                             "variants": [{"name": "stable", "version": "7", "weight": 100, "image": image}]}}
+    drift = sagemaker_drift("prod", tmp_path, outputs=outputs, session=session)
+    assert drift.drifted and any(line.startswith("DRIFT:") and "cfg-old" in line for line in drift.lines)
+    assert DRIFT_EXIT not in (0, 1, 2)
