@@ -370,35 +370,6 @@ def artifact_blobs(root: Path) -> dict[str, Path]:
     return out
 
 
-# --------------------------------------------------------------------------- mock outputs
-
-
-def mock_outputs() -> dict[str, Any]:
-    """Plausible outputs for ``modelctl render`` (what Azure would answer), by type token."""
-
-    def endpoint(name: str, inputs: dict[str, Any]) -> dict[str, Any]:
-        ep = inputs.get("endpointName", name)
-        region = inputs.get("location", "region")
-        props = dict(inputs.get("properties") or {})
-        props["scoringUri"] = f"https://{ep}.{region}.inference.ml.azure.com/score"
-        props["swaggerUri"] = f"https://{ep}.{region}.inference.ml.azure.com/swagger.json"
-        return {"properties": props}
-
-    return {"azure-native:machinelearningservices:OnlineEndpoint": endpoint}
-
-
-def _register_mock_outputs() -> None:
-    try:
-        from modelctl.render import MOCK_OUTPUTS
-    except ImportError:  # pragma: no cover - modelctl is part of the project
-        return
-    for token, fn in mock_outputs().items():
-        MOCK_OUTPUTS.setdefault(token, fn)
-
-
-_register_mock_outputs()
-
-
 # --------------------------------------------------------------------------- the component
 
 

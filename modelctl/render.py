@@ -34,7 +34,8 @@ MOCK_OUTPUTS: dict[str, OutputFn] = {}
 # Results of provider functions (invokes), by token.
 CallFn = Callable[[dict[str, Any]], dict[str, Any]]
 MOCK_CALLS: dict[str, CallFn] = {}
-import modelctl.mocks_aws  # noqa: E402, F401 - registers AWS outputs (ARNs, URLs, auto-names)
+# each registers its cloud's made-up outputs (ARNs, URLs, auto-names, scoring URIs)
+from modelctl import mocks_aws, mocks_azure  # noqa: E402, F401
 
 
 @dataclass
