@@ -150,8 +150,27 @@ class LocalServer:
             if _http_status(self.url + path, timeout=5.0) == 200:
                 return
             if time.monotonic() >= deadline:
+                self.dump_stacks()
                 raise ServerError(f"{self.url}{path} did not answer 200 in {timeout:.0f} s")
             time.sleep(0.1)
+
+    def worker_pids(self) -> list[int]:
+        """The worker processes (children of the supervisor), from /proc on Linux."""
+        pids: list[int] = []
+        if self.process is None:
+            return pids
+        with contextlib.suppress(OSError):
+            for task in Path(f"/proc/{self.process.pid}/task").iterdir():
+                with contextlib.suppress(OSError):
+                    pids += [int(p) for p in (task / "children").read_text().split()]
+        return pids
+
+    def dump_stacks(self) -> None:
+        """Ask every worker to print its threads' stacks to stderr (SIGUSR1, see worker.py)."""
+        for pid in self.worker_pids():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGUSR1)
+        time.sleep(1.0)
 
     def terminate(self) -> None:
         """Send SIGTERM to the server (graceful shutdown), without waiting."""

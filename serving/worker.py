@@ -19,9 +19,11 @@ connection is ``proto == 6`` and asyncio sets ``TCP_NODELAY`` on it.
 
 from __future__ import annotations
 
+import faulthandler
 import logging
 import math
 import os
+import signal
 import socket
 import sys
 
@@ -58,6 +60,8 @@ def run_worker(fd: int, settings_json: str) -> int:
 
     settings = Settings.from_json(settings_json)
     configure_logging(settings.log_level)
+    # `kill -USR1 <worker pid>` prints every thread's stack: how to see where a hung worker is.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     sock = inherited_socket(fd)
 
     exit_code = 0

@@ -1,0 +1,53 @@
+"""A pyfunc model (MLflow "models from code") whose load and predict the tests can hold up.
+
+* ``model_config["load_gate"]``: ``load_context`` waits until that file exists (the tests pass it
+  through ``SERVING_MODEL_CONFIG``) - to observe the server while the model is loading.
+* input column ``gate``: ``predict`` creates ``<gate>.started`` and waits until the file ``<gate>``
+  exists - to hold a request in flight for exactly as long as a test needs.
+* input column ``sleep``: ``predict`` sleeps that many seconds - to run past the request timeout.
+
+It answers ``x * 2`` for an ``x`` column (0 otherwise). Every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import mlflow
+from mlflow.pyfunc import PythonModel
+
+MAX_WAIT_SECONDS = 60.0
+
+
+def _wait_for(path: str) -> None:
+    deadline = time.monotonic() + MAX_WAIT_SECONDS
+    while not os.path.exists(path):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{path} did not appear")
+        time.sleep(0.02)
+
+
+class SlowModel(PythonModel):
+    def load_context(self, context):  # type: ignore[no-untyped-def]
+        gate = (context.model_config or {}).get("load_gate")
+        if gate:
+            _wait_for(gate)
+
+    def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
+        columns = set(model_input.columns)
+        if "gate" in columns:
+            for gate in model_input["gate"].dropna().unique():
+                with open(f"{gate}.started", "w"):
+                    pass
+                _wait_for(str(gate))
+        if "sleep" in columns:
+            time.sleep(min(float(model_input["sleep"].max()), MAX_WAIT_SECONDS))
+        if "x" in columns:
+            return (model_input["x"] * 2).tolist()
+        result: list[Any] = [0] * len(model_input)
+        return result
+
+
+mlflow.models.set_model(SlowModel())

@@ -1,0 +1,200 @@
+"""Unit tests: settings from flags and env, row counting, the listening socket and TCP_NODELAY."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from serving.app import count_rows, local_model_path
+from serving.config import Settings, model_identity, parse_settings
+from serving.supervisor import bind_socket, prepare_multiproc_dir
+from serving.worker import inherited_socket
+
+# -- settings ---------------------------------------------------------------------------------
+
+
+def test_defaults_from_nothing() -> None:
+    settings = parse_settings([], env={})
+    assert settings.model_uri == "/opt/model"
+    assert settings.port == 8080
+    assert settings.host == "0.0.0.0"
+    assert settings.workers is None  # -> cgroup CPU limit
+    assert settings.timeout == 60
+    assert settings.keepalive == 75
+    assert (settings.model_name, settings.model_version) == ("unknown", "unknown")
+
+
+def test_sagemaker_serve_positional_and_env() -> None:
+    env = {
+        "MODEL_URI": "/models/m",
+        "SERVING_PORT": "9000",
+        "SERVING_WORKERS": "3",
+        "SERVING_TIMEOUT_SECONDS": "12",
+        "MODEL_NAME": "fraud",
+        "MODEL_VERSION": "7",
+    }
+    settings = parse_settings(["serve"], env=env)
+    assert settings.model_uri == "/models/m"
+    assert settings.port == 9000
+    assert settings.workers == 3
+    assert settings.timeout == 12
+    assert (settings.model_name, settings.model_version) == ("fraud", "7")
+
+
+def test_flags_win_over_env() -> None:
+    env = {"MODEL_URI": "/env", "SERVING_PORT": "9000", "SERVING_WORKERS": "3"}
+    argv = ["--model-uri", "/flag", "--port", "7000", "--workers", "1", "--timeout", "5"]
+    settings = parse_settings(argv, env=env)
+    assert (settings.model_uri, settings.port, settings.workers, settings.timeout) == ("/flag", 7000, 1, 5)
+
+
+def test_platform_port_variables() -> None:
+    assert parse_settings([], env={"AIP_HTTP_PORT": "8081"}).port == 8081
+    assert parse_settings([], env={"SAGEMAKER_BIND_TO_PORT": "8082"}).port == 8082
+    assert parse_settings([], env={"SERVING_PORT": "1", "AIP_HTTP_PORT": "2"}).port == 1
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["predict"], ["--workers", "0"], ["--timeout", "0"], ["--port", "70000"]],
+)
+def test_bad_arguments_exit(argv: list[str]) -> None:
+    with pytest.raises(SystemExit):
+        parse_settings(argv, env={})
+
+
+def test_bad_env_exits_with_the_variable_name() -> None:
+    with pytest.raises(SystemExit, match="SERVING_WORKERS"):
+        parse_settings([], env={"SERVING_WORKERS": "two"})
+
+
+@pytest.mark.parametrize(
+    ("uri", "env", "identity"),
+    [
+        ("models:/fraud/7", {}, ("fraud", "7")),
+        ("models:/fraud@champion", {}, ("fraud", "champion")),
+        ("models:/fraud/7", {"MODEL_NAME": "x", "MODEL_VERSION": "9"}, ("x", "9")),
+        ("/opt/model", {"MODEL_NAME": "fraud", "MODEL_VERSION": "3"}, ("fraud", "3")),
+        ("/opt/model", {}, ("unknown", "unknown")),
+    ],
+)
+def test_model_identity(uri: str, env: dict[str, str], identity: tuple[str, str]) -> None:
+    assert model_identity(uri, env) == identity
+
+
+def test_settings_round_trip_to_workers() -> None:
+    settings = parse_settings(["--workers", "2", "--timeout", "3"], env={"MODEL_NAME": "m"})
+    assert Settings.from_json(settings.to_json()) == settings
+
+
+def test_grace_follows_timeout_unless_set() -> None:
+    assert Settings(timeout=10).shutdown_grace == 15
+    assert Settings(timeout=10, graceful_timeout=2).shutdown_grace == 2
+
+
+# -- rows -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("data", "rows"),
+    [
+        (pd.DataFrame({"a": [1, 2, 3]}), 3),
+        (pd.Series([1, 2]), 2),
+        (np.zeros((4, 2)), 4),
+        (np.float64(1.0), 1),
+        ({"a": np.zeros((5, 2)), "b": np.zeros((5,))}, 5),
+        ({"a": [1, 2]}, 2),
+        ([{"a": 1}, {"a": 2}], 2),
+        ({"messages": "hi"}, 1),
+        ("text", 1),
+    ],
+)
+def test_count_rows(data: object, rows: int) -> None:
+    assert count_rows(data) == rows
+
+
+def test_local_model_uris_are_used_in_place(tmp_path: os.PathLike[str]) -> None:
+    assert local_model_path("/opt/model", None) == "/opt/model"
+    assert local_model_path("file:///opt/model", None) == "/opt/model"
+    assert local_model_path("relative/model", str(tmp_path)) == "relative/model"
+
+
+# -- metrics directory ------------------------------------------------------------------------
+
+
+def test_multiproc_dir_is_emptied_at_start(tmp_path: os.PathLike[str]) -> None:
+    from pathlib import Path
+
+    runtime = Path(tmp_path)
+    configured = runtime / "prom"
+    configured.mkdir()
+    (configured / "counter_123.db").write_bytes(b"stale")
+    (configured / "keep.txt").write_text("not ours")
+    path = prepare_multiproc_dir(runtime, {"PROMETHEUS_MULTIPROC_DIR": str(configured)})
+    assert path == configured
+    assert sorted(p.name for p in configured.iterdir()) == ["keep.txt"]
+    assert prepare_multiproc_dir(runtime, {}) == runtime / "metrics"
+
+
+# -- TCP_NODELAY on accepted connections (uvicorn issue 3149) ----------------------------------
+
+
+async def _accepted_nodelay(listener: socket.socket) -> int:
+    """TCP_NODELAY of a connection accepted by an asyncio server on ``listener`` (as uvicorn
+    serves a socket it is handed: ``loop.create_server(sock=...)``)."""
+    loop = asyncio.get_running_loop()
+    seen: asyncio.Future[int] = loop.create_future()
+
+    class Probe(asyncio.Protocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            sock = transport.get_extra_info("socket")
+            if not seen.done():
+                seen.set_result(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            transport.close()
+
+    server = await loop.create_server(Probe, sock=listener)
+    try:
+        host, port = listener.getsockname()[:2]
+        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 10)
+        value = await asyncio.wait_for(seen, 10)
+        writer.close()
+        return value
+    finally:
+        server.close()
+
+
+def test_listener_passed_to_a_worker_gives_nodelay_connections() -> None:
+    listener = bind_socket("127.0.0.1", 0)
+    assert listener.proto == socket.IPPROTO_TCP
+    # What a worker does with the inherited descriptor.
+    fd = os.dup(listener.fileno())
+    listener.close()
+    worker_side = inherited_socket(fd)
+    assert worker_side.proto == socket.IPPROTO_TCP
+    assert asyncio.run(_accepted_nodelay(worker_side)) != 0
+
+
+def test_a_proto_0_listener_would_leave_nagle_on() -> None:
+    """The failure mode the fix avoids, so the test above can tell the difference."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)  # proto 0, as uvicorn binds it
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    assert listener.proto == 0
+    assert asyncio.run(_accepted_nodelay(listener)) == 0
+
+
+def test_inherited_socket_repairs_a_proto_0_descriptor() -> None:
+    """Even a listener created with proto 0 comes back as IPPROTO_TCP from its descriptor."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    rebuilt = inherited_socket(os.dup(listener.fileno()))
+    listener.close()
+    assert rebuilt.proto == socket.IPPROTO_TCP
+    assert asyncio.run(_accepted_nodelay(rebuilt)) != 0
