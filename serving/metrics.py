@@ -169,23 +169,37 @@ class MetricsMiddleware:
             await self._serve_metrics(scope, send)
             return
 
+        metrics = self.metrics
+        route = route_of(path)
         status = 500
+        recorded = False
+        begin = time.perf_counter()
+
+        def record() -> None:
+            nonlocal recorded
+            if not recorded:
+                recorded = True
+                metrics.observe_request(route, str(status), time.perf_counter() - begin)
+                metrics.in_flight.dec()
 
         async def send_wrapper(message: Message) -> None:
             nonlocal status
-            if message["type"] == "http.response.start":
+            kind = message["type"]
+            if kind == "http.response.start":
                 status = int(message["status"])
             await send(message)
+            if kind == "http.response.body" and not message.get("more_body", False):
+                # Recorded when the response is complete, as the client sees it: after a 504
+                # MLflow's timeout middleware may still wait for the abandoned predict thread.
+                record()
 
-        metrics = self.metrics
         metrics.in_flight.inc()
-        begin = time.perf_counter()
         try:
-            # An exception escaping the app leaves status at 500, which is what uvicorn answers.
             await self.app(scope, receive, send_wrapper)
         finally:
-            metrics.observe_request(route_of(path), str(status), time.perf_counter() - begin)
-            metrics.in_flight.dec()
+            # No complete response (an exception escaped, the client went away): status stays
+            # 500 unless a start was sent, which is what uvicorn answers in that case.
+            record()
 
     async def _serve_metrics(self, scope: Scope, send: Send) -> None:
         if scope["method"] not in ("GET", "HEAD"):

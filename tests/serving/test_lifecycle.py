@@ -1,0 +1,244 @@
+"""Process behaviour of the runtime: loading, timeouts, SIGTERM, crashed workers, bad models.
+
+The slow model (``slow_model.py``) is held up with gate files, so every "while X is happening"
+below is a state the test waits for, not a sleep it hopes is long enough.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from serving.local import LocalServer, ServerError, run_local
+from tests.serving.conftest import SERVER_ENV, IrisModel
+from tests.serving.helpers import children_of, kill_quietly, metric, parse_metrics
+
+WAIT = 60.0  # upper bound for any state to be reached
+
+
+def wait_until(condition: Callable[[], Any], what: str, timeout: float = WAIT) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def frame(**columns: list[Any]) -> dict[str, Any]:
+    names = list(columns)
+    rows = [list(r) for r in zip(*columns.values(), strict=True)]
+    return {"dataframe_split": {"columns": names, "data": rows}}
+
+
+def scrape(url: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    response = httpx.get(f"{url}/metrics", timeout=30)
+    assert response.status_code == 200
+    return parse_metrics(response.text)
+
+
+class Background:
+    """An HTTP request running in a thread."""
+
+    def __init__(self, url: str, payload: dict[str, Any]) -> None:
+        self.response: httpx.Response | None = None
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(url, payload), daemon=True)
+        self._thread.start()
+
+    def _run(self, url: str, payload: dict[str, Any]) -> None:
+        try:
+            self.response = httpx.post(f"{url}/invocations", json=payload, timeout=WAIT)
+        except BaseException as exc:
+            self.error = exc
+
+    def done(self) -> bool:
+        return not self._thread.is_alive()
+
+    def result(self) -> httpx.Response:
+        self._thread.join(WAIT)
+        assert not self._thread.is_alive(), "request did not finish"
+        if self.error is not None:
+            raise self.error
+        assert self.response is not None
+        return self.response
+
+
+def refuses_connections(url: str) -> bool:
+    host, port = url.rsplit("/", 1)[-1].rsplit(":", 1)
+    try:
+        with socket.create_connection((host, int(port)), timeout=2):
+            return False
+    except ConnectionRefusedError:
+        return True
+
+
+# -- loading ----------------------------------------------------------------------------------
+
+
+def test_ping_is_503_until_the_model_is_loaded_and_version_answers_meanwhile(
+    start_server: Callable[..., LocalServer], slow_model: str, tmp_path: Path
+) -> None:
+    gate = tmp_path / "load-gate"
+    server = start_server(
+        slow_model,
+        env={"SERVING_MODEL_CONFIG": json.dumps({"load_gate": str(gate)})},
+        wait_ready=False,
+    )
+    url = server.url
+
+    def version() -> httpx.Response | None:
+        try:
+            response = httpx.get(f"{url}/version", timeout=5)
+        except httpx.TransportError:
+            return None
+        return response if response.status_code == 200 else None
+
+    # The liveness probe's endpoint answers while the model is still loading...
+    assert wait_until(version, "/version").json()["ready"] is False
+    # ... readiness answers 503, and so does scoring.
+    for path in ("/ping", "/health"):
+        assert httpx.get(f"{url}{path}", timeout=5).status_code == 503
+    not_ready = httpx.post(f"{url}/invocations", json=frame(x=[1]), timeout=5)
+    assert not_ready.status_code == 503
+    assert not_ready.json()["message"] == "model is loading"
+    samples = scrape(url)
+    assert metric(samples, "model_requests_total", route="/ping", status="503") == 1
+    assert metric(samples, "model_load_seconds") == 0
+
+    gate.touch()
+    server.wait_ready(WAIT)
+    assert httpx.get(f"{url}/version", timeout=5).json()["ready"] is True
+    assert httpx.post(f"{url}/invocations", json=frame(x=[1, 2]), timeout=10).json() == {"predictions": [2, 4]}
+    assert metric(scrape(url), "model_load_seconds") > 0
+
+
+def test_a_model_that_cannot_load_stops_the_server(start_server: Callable[..., LocalServer], tmp_path: Path) -> None:
+    with pytest.raises(ServerError, match="exited with code 1"):
+        start_server(str(tmp_path / "no-such-model"), workers=2)
+
+
+# -- timeout ----------------------------------------------------------------------------------
+
+
+def test_a_request_beyond_the_timeout_answers_504(start_server: Callable[..., LocalServer], slow_model: str) -> None:
+    server = start_server(slow_model, timeout=1)
+    response = httpx.post(f"{server.url}/invocations", json=frame(sleep=[3]), timeout=WAIT)
+    assert response.status_code == 504
+    assert response.text == "Request processing time exceeded limit"  # MLflow's own timeout answer
+    # The worker keeps serving afterwards.
+    ok = httpx.post(f"{server.url}/invocations", json=frame(x=[5]), timeout=WAIT)
+    assert ok.json() == {"predictions": [10]}
+    samples = scrape(server.url)
+    assert metric(samples, "model_requests_total", route="/invocations", status="504") == 1
+    assert metric(samples, "model_requests_total", route="/invocations", status="200") == 1
+
+
+# -- SIGTERM ----------------------------------------------------------------------------------
+
+
+def test_sigterm_stops_accepting_and_lets_the_in_flight_request_finish(
+    start_server: Callable[..., LocalServer], slow_model: str, tmp_path: Path
+) -> None:
+    server = start_server(slow_model, workers=2)
+    gate = tmp_path / "gate"
+    request = Background(server.url, frame(gate=[str(gate)], x=[21]))
+    wait_until(Path(f"{gate}.started").exists, "the request to reach the model")
+
+    os.kill(server.pid, signal.SIGTERM)
+    # The server stops listening...
+    wait_until(lambda: refuses_connections(server.url), "the listener to close")
+    # ... while the request is still held by the model: it has not been cut off.
+    assert not request.done()
+    assert server.process is not None and server.process.poll() is None
+
+    gate.touch()
+    response = request.result()
+    assert response.status_code == 200
+    assert response.json() == {"predictions": [42]}
+    assert server.process.wait(timeout=WAIT) == 0
+
+
+# -- crashed worker ---------------------------------------------------------------------------
+
+
+def test_a_killed_worker_is_replaced_and_metrics_stay_right(
+    start_server: Callable[..., LocalServer], slow_model: str, tmp_path: Path
+) -> None:
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    prom = tmp_path / "prom"
+    server = start_server(slow_model, workers=2, env={"PROMETHEUS_MULTIPROC_DIR": str(prom)})
+    for _ in range(5):
+        assert httpx.post(f"{server.url}/invocations", json=frame(x=[1]), timeout=WAIT).status_code == 200
+
+    gate = tmp_path / "gate"
+    request = Background(server.url, frame(gate=[str(gate)]))
+    wait_until(Path(f"{gate}.started").exists, "the request to reach the model")
+    assert metric(scrape(server.url), "model_requests_in_flight") == 1
+
+    def in_flight(pid: int) -> float:
+        files = [str(p) for p in prom.glob(f"gauge_livesum_{pid}.db")]
+        return sum(
+            s.value
+            for family in MultiProcessCollector.merge(files)
+            for s in family.samples
+            if s.name == "model_requests_in_flight"
+        )
+
+    workers = children_of(server.pid)
+    busy = [pid for pid in workers if in_flight(pid) == 1]
+    assert len(busy) == 1
+    kill_quietly(busy[0])
+    with pytest.raises(httpx.TransportError):
+        request.result()
+
+    # The supervisor starts a replacement and forgets the dead worker's live gauges.
+    def replaced() -> bool:
+        pids = children_of(server.pid)
+        return len(pids) == 2 and busy[0] not in pids
+
+    wait_until(replaced, "a replacement worker")
+    assert not list(prom.glob(f"gauge_livesum_{busy[0]}.db"))
+    gate.touch()
+    server.wait_ready(WAIT)
+    samples = scrape(server.url)
+    assert metric(samples, "model_requests_in_flight") == 0
+    # Counters of the dead worker are kept: nothing was lost, nothing double counted.
+    assert metric(samples, "model_requests_total", route="/invocations", status="200") == 5
+    assert metric(samples, "model_prediction_rows_total") == 5
+
+
+# -- run_local --------------------------------------------------------------------------------
+
+
+def test_run_local_yields_a_ready_url_and_stops_the_server(iris_model: IrisModel) -> None:
+    with run_local(iris_model.path, env=SERVER_ENV) as url:
+        assert url.startswith("http://127.0.0.1:")
+        assert httpx.get(f"{url}/ping", timeout=5).status_code == 200
+        records = iris_model.features.head(3).to_dict(orient="records")
+        predicted = httpx.post(f"{url}/invocations", json={"dataframe_records": records}, timeout=30)
+        assert predicted.json() == {"predictions": iris_model.expected[:3]}
+    assert refuses_connections(url)
+
+
+def test_models_uri_from_the_registry(registry: Any) -> None:
+    """A ``models:/`` URI: downloaded once for all workers, name/version taken from the URI."""
+    env = {**SERVER_ENV, "MLFLOW_TRACKING_URI": registry.tracking_uri}
+    with run_local(f"models:/{registry.name}/1", workers=2, env=env) as url:
+        version = httpx.get(f"{url}/version", timeout=5).json()
+        assert version["model"] == {"name": registry.name, "version": "1"}
+        samples = scrape(url)
+        assert metric(samples, "model_info", name=registry.name, version="1") == 1
