@@ -6,8 +6,9 @@ same error bodies, the same 504 on timeout (MLflow's timeout middleware, fed wit
 ``MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT``). This module adds what MLflow lacks around it:
 
 * the server listens at once and loads the model in a thread: ``/version`` and ``/metrics``
-  answer during the load (liveness), ``/ping``, ``/health`` and ``/invocations`` answer 503 until
-  the model is loaded (readiness / startup probes), then MLflow's app takes them over;
+  answer during the load (liveness), ``/ping`` and ``/health`` answer 503 until the model is
+  loaded (readiness / startup probes), then MLflow's app takes them over; an ``/invocations``
+  request that arrives during the load waits for it (up to the request timeout, then 503);
 * ``/version`` reports the runtime, MLflow and model name/version as JSON;
 * ``model_prediction_rows_total`` counts the rows handed to ``model.predict`` (the model is
   wrapped; MLflow's parsing is untouched);
@@ -17,6 +18,8 @@ same error bodies, the same 504 on timeout (MLflow's timeout middleware, fed wit
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import fcntl
 import json
 import logging
@@ -37,6 +40,8 @@ logger = logging.getLogger("serving")
 
 TIMEOUT_ENV = "MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT"
 RUNTIME_DIR_ENV = "SERVING_RUNTIME_DIR"
+# Health probes answer 503 at once while the model loads; other requests wait for it.
+PROBE_PATHS = frozenset({"/ping", "/health"})
 
 
 def _distribution_version(*names: str) -> str:
@@ -103,7 +108,7 @@ def local_model_path(model_uri: str, runtime_dir: str | None) -> str:
     from mlflow.artifacts import download_artifacts
 
     if not runtime_dir:
-        return download_artifacts(artifact_uri=model_uri)
+        return str(download_artifacts(artifact_uri=model_uri))
     cache = Path(runtime_dir) / "model"
     cache.mkdir(parents=True, exist_ok=True)
     with open(cache / ".lock", "w") as lock:
@@ -111,7 +116,7 @@ def local_model_path(model_uri: str, runtime_dir: str | None) -> str:
         done = cache / ".path"
         if done.exists():
             return done.read_text()
-        path = download_artifacts(artifact_uri=model_uri, dst_path=str(cache / "download"))
+        path = str(download_artifacts(artifact_uri=model_uri, dst_path=str(cache / "download")))
         done.write_text(path)
         return path
 
@@ -155,6 +160,9 @@ class ServingApp:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self.loaded = threading.Event()
+        # Set (from the loader thread, through the loop) when loading ends, either way.
+        self._settled: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         metrics.info.labels(name=settings.model_name, version=settings.model_version).set(1)
         self._version_payload: dict[str, Any] = {
             "runtime": "mlflow-deploy-serving",
@@ -168,11 +176,31 @@ class ServingApp:
     def start_loading(self) -> None:
         """Start loading the model in a daemon thread (idempotent)."""
         with self._lock:
-            if self._thread is None:
+            if self._thread is None and not self.loaded.is_set():
                 self._thread = threading.Thread(target=self._load, name="model-loader", daemon=True)
                 self._thread.start()
 
+    def load_now(self) -> bool:
+        """Load the model in this thread (before serving); True if it loaded."""
+        with self._lock:
+            if not self.loaded.is_set():
+                self._load()
+        return self.ready
+
+    def _settle(self) -> None:
+        loop, settled = self._loop, self._settled
+        if loop is not None and settled is not None:
+            # RuntimeError: the loop is already closed, so nobody is waiting.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(settled.set)
+
     def _load(self) -> None:
+        try:
+            self._load_model()
+        finally:
+            self._settle()
+
+    def _load_model(self) -> None:
         begin = time.perf_counter()
         try:
             # MLflow's timeout middleware reads this when the app is built.
@@ -211,6 +239,11 @@ class ServingApp:
                 payload = dict(self._version_payload, ready=inner is not None)
                 await _send_json(send, 200, payload, head=method == "HEAD")
                 return
+            if inner is None and scope["path"] not in PROBE_PATHS:
+                # Scoring traffic that reaches a worker still loading its model (a connection
+                # accepted just before the pod turned ready elsewhere) waits for the model
+                # instead of failing, up to the request timeout.
+                inner = await self._wait_loaded(float(self.settings.timeout))
             if inner is None:
                 message = "model failed to load" if self._error else "model is loading"
                 await _send_json(
@@ -226,10 +259,22 @@ class ServingApp:
             return
         await inner(scope, receive, send)
 
+    async def _wait_loaded(self, timeout: float) -> ASGIApp | None:
+        settled = self._settled
+        if settled is None or self._error is not None:
+            return self._inner
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(settled.wait(), timeout)
+        return self._inner
+
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                self._loop = asyncio.get_running_loop()
+                self._settled = asyncio.Event()
+                if self.loaded.is_set() or self._error is not None:
+                    self._settled.set()
                 self.start_loading()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":

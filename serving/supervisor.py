@@ -10,7 +10,8 @@ It does not import MLflow or serve requests itself. What it does, in order:
 3. binds the listening socket with ``IPPROTO_TCP`` (see ``serving.worker`` for why that matters)
    and starts ``N`` workers (``python -m serving.worker FD``) that inherit it;
 4. waits: reaps exited workers, calls ``mark_process_dead`` for each, restarts a worker that
-   crashed, gives up if the model cannot be loaded (exit code 3) or workers crash in a loop;
+   crashed (a replacement loads the model before it accepts connections when other workers are
+   serving), gives up if the model cannot be loaded (exit code 3) or workers crash in a loop;
 5. on SIGTERM/SIGINT: stops listening, forwards SIGTERM to the workers (uvicorn stops accepting,
    finishes in-flight requests, closes keep-alive connections), waits up to the grace period,
    then SIGKILLs what is left, removes the runtime directory and exits 0.
@@ -42,6 +43,7 @@ logger = logging.getLogger("serving.supervisor")
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 RUNTIME_DIR_ENV = "SERVING_RUNTIME_DIR"
 SETTINGS_ENV = "SERVING_WORKER_SETTINGS"
+PRELOAD_ENV = "SERVING_WORKER_PRELOAD"
 STARTUP_FAILURE = 3
 LISTEN_BACKLOG = 2048
 # A worker that dies this many times within the window is not restarted again.
@@ -108,19 +110,21 @@ class Supervisor:
     _deadline: float = 0.0
     _killed: bool = False
 
-    def _worker_env(self) -> dict[str, str]:
+    def _worker_env(self, preload: bool) -> dict[str, str]:
         env = dict(os.environ)
+        env[PRELOAD_ENV] = "1" if preload else "0"
         env[MULTIPROC_ENV] = str(self.multiproc_dir)
         env[RUNTIME_DIR_ENV] = str(self.runtime_dir)
         env[SETTINGS_ENV] = self.settings.to_json()
         return env
 
-    def spawn(self) -> None:
+    def spawn(self, preload: bool = False) -> None:
+        """Start a worker. ``preload``: load the model before accepting connections."""
         fd = self.sock.fileno()
         proc = subprocess.Popen(
             [sys.executable, "-m", "serving.worker", str(fd)],
             pass_fds=(fd,),
-            env=self._worker_env(),
+            env=self._worker_env(preload),
             stdin=subprocess.DEVNULL,
         )
         self._procs[proc.pid] = Worker(proc, time.monotonic())
@@ -185,7 +189,9 @@ class Supervisor:
             return
         self._restarts.append(now)
         logger.warning("worker %d exited unexpectedly (%d); starting a new one", pid, code)
-        self.spawn()
+        # While other workers serve, the replacement loads before it accepts; alone, it accepts
+        # at once so that /version (liveness) answers during the load.
+        self.spawn(preload=bool(self._procs))
 
     def run(self) -> int:
         self._install_signal_handlers()

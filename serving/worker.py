@@ -28,6 +28,7 @@ import socket
 import sys
 
 SETTINGS_ENV = "SERVING_WORKER_SETTINGS"
+PRELOAD_ENV = "SERVING_WORKER_PRELOAD"
 # Exit code of a worker whose model failed to load (same value as uvicorn's STARTUP_FAILURE):
 # the supervisor stops instead of restarting it in a loop.
 STARTUP_FAILURE = 3
@@ -73,7 +74,11 @@ def run_worker(fd: int, settings_json: str) -> int:
         if server is not None:
             server.should_exit = True
 
-    asgi_app, _ = build_app(settings, on_fatal=on_fatal)
+    asgi_app, serving_app = build_app(settings, on_fatal=on_fatal)
+    if os.environ.get(PRELOAD_ENV) == "1" and not serving_app.load_now():
+        # A replacement for a crashed worker loads before it accepts: the other workers serve
+        # meanwhile, and no connection lands on a worker that cannot answer it yet.
+        return STARTUP_FAILURE
     config = uvicorn.Config(
         asgi_app,
         lifespan="on",

@@ -111,14 +111,16 @@ def test_ping_is_503_until_the_model_is_loaded_and_version_answers_meanwhile(
     # ... readiness answers 503, and so does scoring.
     for path in ("/ping", "/health"):
         assert httpx.get(f"{url}{path}", timeout=5).status_code == 503
-    not_ready = httpx.post(f"{url}/invocations", json=frame(x=[1]), timeout=5)
-    assert not_ready.status_code == 503
-    assert not_ready.json()["message"] == "model is loading"
+    # A scoring request that arrives meanwhile waits for the model rather than failing.
+    early = Background(url, frame(x=[3]))
     samples = scrape(url)
     assert metric(samples, "model_requests_total", route="/ping", status="503") == 1
     assert metric(samples, "model_load_seconds") == 0
+    wait_until(lambda: metric(scrape(url), "model_requests_in_flight") == 1, "the early request")
+    assert not early.done()
 
     gate.touch()
+    assert early.result().json() == {"predictions": [6]}
     server.wait_ready(WAIT)
     assert httpx.get(f"{url}/version", timeout=5).json()["ready"] is True
     assert httpx.post(f"{url}/invocations", json=frame(x=[1, 2]), timeout=10).json() == {"predictions": [2, 4]}
