@@ -51,7 +51,7 @@ import pulumi_azure_native.monitor as monitor
 import pulumi_azure_native.storage as storage
 
 from components.azureml_traffic import EndpointTraffic, traffic_problems
-from components.image import CONTAINER_PORT, PROJECT_ROOT
+from components.image import CONTAINER_PORT, PROJECT_ROOT, serving_env
 from components.names import base_name, dns_label, version_name
 from components.registry import ResolvedModel, download_model
 from components.rollout import TrafficPlan
@@ -142,15 +142,7 @@ def probe(path_kind: str) -> dict[str, Any]:
 
 
 def environment_variables(model: str, version: str, cfg: AzureMlSettings) -> dict[str, str]:
-    env = {
-        "MODEL_NAME": model,
-        "MODEL_VERSION": version,
-        "SERVING_PORT": str(CONTAINER_PORT),
-        "SERVING_TIMEOUT_SECONDS": str(cfg.request_timeout_seconds),
-    }
-    if cfg.workers is not None:
-        env["SERVING_WORKERS"] = str(cfg.workers)
-    return env
+    return serving_env(model, version, workers=cfg.workers, timeout_seconds=cfg.request_timeout_seconds)
 
 
 def deployment_properties(

@@ -32,6 +32,23 @@ RUNTIME_UID = 10001
 SERVING_REQUIREMENTS = ("prometheus-client>=0.20,<1", "uvicorn>=0.30")
 
 
+def serving_env(
+    model: str, version: str, *, workers: int | None = None, timeout_seconds: int | None = None
+) -> dict[str, str]:
+    """The serving runtime's environment in a version's container, on every target.
+
+    Depends on the version and the target's settings only, never on the rollout, so a routing
+    change never changes (and so never restarts or replaces) a serving container. ``workers``
+    None lets the runtime use the container's CPU limit; ``timeout_seconds`` None, its default.
+    """
+    env = {"MODEL_NAME": model, "MODEL_VERSION": version, "SERVING_PORT": str(CONTAINER_PORT)}
+    if timeout_seconds is not None:
+        env["SERVING_TIMEOUT_SECONDS"] = str(timeout_seconds)
+    if workers is not None:
+        env["SERVING_WORKERS"] = str(workers)
+    return env
+
+
 def dockerfile(base_image: str) -> str:
     """The Dockerfile of every model image. Pure; the context supplies model/ and serving/."""
     return f"""\

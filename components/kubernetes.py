@@ -26,7 +26,7 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.image import CONTAINER_PORT, RUNTIME_UID
+from components.image import CONTAINER_PORT, RUNTIME_UID, serving_env
 from components.names import base_name, dns_label, version_name
 from components.rollout import TrafficPlan, candidate_replicas
 from components.settings import KubernetesSettings
@@ -96,13 +96,11 @@ def container_spec(
     model: str, version: str, image: Any, cfg: KubernetesSettings
 ) -> dict[str, Any]:
     env = [
-        {"name": "MODEL_NAME", "value": model},
-        {"name": "MODEL_VERSION", "value": version},
-        {"name": "SERVING_PORT", "value": str(CONTAINER_PORT)},
-        {"name": "SERVING_TIMEOUT_SECONDS", "value": str(cfg.request_timeout_seconds)},
+        {"name": k, "value": v}
+        for k, v in serving_env(
+            model, version, workers=cfg.workers, timeout_seconds=cfg.request_timeout_seconds
+        ).items()
     ]
-    if cfg.workers is not None:
-        env.append({"name": "SERVING_WORKERS", "value": str(cfg.workers)})
     resources: dict[str, dict[str, str]] = {}
     for kind in ("requests", "limits"):
         q = getattr(cfg.resources, kind)

@@ -40,7 +40,7 @@ from typing import Any
 
 import pulumi
 
-from components.image import CONTAINER_PORT
+from components.image import serving_env
 from components.names import base_name, version_name
 from components.registry import ResolvedModel
 from components.rollout import TrafficPlan
@@ -179,15 +179,7 @@ def plan_variants(plan: TrafficPlan, cfg: SageMakerSettings) -> tuple[Variant, .
 def container_environment(model: str, version: str, cfg: SageMakerSettings) -> dict[str, str]:
     """The serving runtime's environment in a version's container. Depends on the version and the
     target's settings only, never on the rollout: a routing change does not replace the Model."""
-    env = {
-        "MODEL_NAME": model,
-        "MODEL_VERSION": version,
-        "SERVING_PORT": str(CONTAINER_PORT),
-        "SERVING_TIMEOUT_SECONDS": str(cfg.request_timeout_seconds),
-    }
-    if cfg.workers is not None:
-        env["SERVING_WORKERS"] = str(cfg.workers)
-    return env
+    return serving_env(model, version, workers=cfg.workers, timeout_seconds=cfg.request_timeout_seconds)
 
 
 def production_variant(v: Variant, model_name: pulumi.Input[str], cfg: SageMakerSettings) -> dict[str, Any]:

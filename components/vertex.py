@@ -33,7 +33,7 @@ from typing import Any
 import pulumi
 import pulumi_gcp as gcp
 
-from components.image import CONTAINER_PORT
+from components.image import CONTAINER_PORT, serving_env
 from components.names import base_name, version_name
 from components.registry import ResolvedModel
 from components.rollout import TrafficPlan
@@ -86,10 +86,7 @@ def version_labels(model: str, version: str, cfg: VertexSettings) -> dict[str, s
 
 
 def container_env(model: str, version: str, cfg: VertexSettings) -> dict[str, str]:
-    env = {"MODEL_NAME": model, "MODEL_VERSION": version, "SERVING_PORT": str(CONTAINER_PORT)}
-    if cfg.workers is not None:
-        env["SERVING_WORKERS"] = str(cfg.workers)
-    return env
+    return serving_env(model, version, workers=cfg.workers)
 
 
 def container_spec(image_uri: str, model: str, version: str, cfg: VertexSettings) -> dict[str, Any]:
