@@ -19,6 +19,7 @@ connection is ``proto == 6`` and asyncio sets ``TCP_NODELAY`` on it.
 
 from __future__ import annotations
 
+import asyncio
 import faulthandler
 import logging
 import math
@@ -26,6 +27,8 @@ import os
 import signal
 import socket
 import sys
+from collections.abc import Callable
+from typing import Any
 
 SETTINGS_ENV = "SERVING_WORKER_SETTINGS"
 PRELOAD_ENV = "SERVING_WORKER_PRELOAD"
@@ -41,6 +44,50 @@ def inherited_socket(fd: int) -> socket.socket:
         # Only reachable on a platform that cannot report SO_PROTOCOL: rebuild it explicitly.
         sock = socket.socket(sock.family, socket.SOCK_STREAM, socket.IPPROTO_TCP, fileno=sock.detach())
     return sock
+
+
+class OneAcceptEventLoop(asyncio.SelectorEventLoop):
+    """An asyncio loop that accepts one connection each time the listening socket is readable.
+
+    Every worker waits on the same listening socket. asyncio's default accepts up to ``backlog``
+    queued connections per wake-up (uvicorn passes 2048), so the first worker to wake takes a
+    whole burst: a proxy or load generator that opens its pool of keep-alive connections at once
+    lands all of them on one worker, and they stay there for their lifetime while the other
+    workers idle. Accepting one per wake-up (nginx's default ``multi_accept off``) lets the
+    workers take turns. Connection rates of a model server are low, so the loop-per-accept
+    cost asyncio's batching avoids does not matter here.
+    """
+
+    def _accept_connection(
+        self,
+        protocol_factory: Any,
+        sock: socket.socket,
+        sslcontext: Any = None,
+        server: Any = None,
+        backlog: int = 100,
+        *args: Any,
+        **kwargs: Any,
+    ) -> None:
+        accept = super()._accept_connection  # type: ignore[misc]  # private, not in typeshed
+        accept(protocol_factory, sock, sslcontext, server, 1, *args, **kwargs)
+
+
+def _one_accept_supported() -> bool:
+    """The override relies on a private asyncio method: check its shape before using it."""
+    import inspect
+
+    method = getattr(asyncio.SelectorEventLoop, "_accept_connection", None)
+    if method is None:
+        return False
+    names = list(inspect.signature(method).parameters)
+    return names[:6] == ["self", "protocol_factory", "sock", "sslcontext", "server", "backlog"]
+
+
+def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
+    if _one_accept_supported():
+        return OneAcceptEventLoop
+    logging.getLogger("serving").warning("asyncio changed: workers accept connections in batches")
+    return asyncio.SelectorEventLoop
 
 
 def configure_logging(level: str) -> None:
@@ -92,7 +139,9 @@ def run_worker(fd: int, settings_json: str) -> int:
         forwarded_allow_ips="127.0.0.1",
     )
     server = uvicorn.Server(config)
-    server.run(sockets=[sock])
+    # What uvicorn.Server.run does, with the loop above.
+    with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
+        runner.run(server.serve(sockets=[sock]))
     return exit_code
 
 

@@ -198,3 +198,38 @@ def test_inherited_socket_repairs_a_proto_0_descriptor() -> None:
     listener.close()
     assert rebuilt.proto == socket.IPPROTO_TCP
     assert asyncio.run(_accepted_nodelay(rebuilt)) != 0
+
+
+# -- one accept per wake-up (connections spread over workers) ----------------------------------
+
+
+def test_one_accept_loop_takes_one_queued_connection_per_wake_up() -> None:
+    from serving.worker import OneAcceptEventLoop, event_loop_factory
+
+    assert event_loop_factory() is OneAcceptEventLoop
+    listener = bind_socket("127.0.0.1", 0)
+    listener.setblocking(False)
+    clients = [socket.create_connection(listener.getsockname()[:2], timeout=5) for _ in range(3)]
+    made: list[asyncio.BaseTransport] = []
+
+    class Count(asyncio.Protocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            made.append(transport)
+
+    loop = OneAcceptEventLoop()
+    try:
+        # What the loop runs when the listening socket turns readable (uvicorn passes 2048).
+        loop._accept_connection(Count, listener, None, None, 2048)
+        loop.run_until_complete(asyncio.sleep(0.05))
+        assert len(made) == 1  # the default loop would have taken all three
+        loop._accept_connection(Count, listener, None, None, 2048)
+        loop.run_until_complete(asyncio.sleep(0.05))
+        assert len(made) == 2
+    finally:
+        for transport in made:
+            transport.close()
+        loop.run_until_complete(asyncio.sleep(0))
+        loop.close()
+        for client in clients:
+            client.close()
+        listener.close()
