@@ -20,6 +20,7 @@ It does not import MLflow or serve requests itself. What it does, in order:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import glob
 import logging
 import os
@@ -35,6 +36,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from serving.balance import ConnectionBoard
 from serving.config import Settings, parse_settings
 from serving.cpu import detect_workers
 
@@ -44,6 +46,8 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 RUNTIME_DIR_ENV = "SERVING_RUNTIME_DIR"
 SETTINGS_ENV = "SERVING_WORKER_SETTINGS"
 PRELOAD_ENV = "SERVING_WORKER_PRELOAD"
+SLOT_ENV = "SERVING_WORKER_SLOT"
+BOARD_ENV = "SERVING_CONNECTION_BOARD"
 STARTUP_FAILURE = 3
 LISTEN_BACKLOG = 2048
 # A worker that dies this many times within the window is not restarted again.
@@ -92,6 +96,7 @@ def _mark_process_dead(pid: int, path: Path) -> None:
 class Worker:
     process: subprocess.Popen[bytes]
     started: float
+    slot: int
 
 
 @dataclass
@@ -110,24 +115,32 @@ class Supervisor:
     _deadline: float = 0.0
     _killed: bool = False
 
-    def _worker_env(self, preload: bool) -> dict[str, str]:
+    def __post_init__(self) -> None:
+        # Workers read the resolved count (for the connection board), not "from the cgroup".
+        self.settings = dataclasses.replace(self.settings, workers=self.workers)
+        self.board_path = self.runtime_dir / "connections"
+        ConnectionBoard.create(self.board_path, self.workers)
+
+    def _worker_env(self, slot: int, preload: bool) -> dict[str, str]:
         env = dict(os.environ)
         env[PRELOAD_ENV] = "1" if preload else "0"
+        env[SLOT_ENV] = str(slot)
+        env[BOARD_ENV] = str(self.board_path)
         env[MULTIPROC_ENV] = str(self.multiproc_dir)
         env[RUNTIME_DIR_ENV] = str(self.runtime_dir)
         env[SETTINGS_ENV] = self.settings.to_json()
         return env
 
-    def spawn(self, preload: bool = False) -> None:
-        """Start a worker. ``preload``: load the model before accepting connections."""
+    def spawn(self, slot: int, preload: bool = False) -> None:
+        """Start a worker in ``slot``. ``preload``: load the model before accepting connections."""
         fd = self.sock.fileno()
         proc = subprocess.Popen(
             [sys.executable, "-m", "serving.worker", str(fd)],
             pass_fds=(fd,),
-            env=self._worker_env(preload),
+            env=self._worker_env(slot, preload),
             stdin=subprocess.DEVNULL,
         )
-        self._procs[proc.pid] = Worker(proc, time.monotonic())
+        self._procs[proc.pid] = Worker(proc, time.monotonic(), slot)
         logger.info("started worker %d", proc.pid)
 
     def _on_signal(self, signum: int, _frame: object) -> None:
@@ -163,6 +176,7 @@ class Supervisor:
             code = os.waitstatus_to_exitcode(status)
             worker.process.returncode = code
             _mark_process_dead(pid, self.multiproc_dir)
+            ConnectionBoard.clear(self.board_path, worker.slot)
             self._on_exit(pid, code, worker)
 
     def _on_exit(self, pid: int, code: int, worker: Worker) -> None:
@@ -191,12 +205,12 @@ class Supervisor:
         logger.warning("worker %d exited unexpectedly (%d); starting a new one", pid, code)
         # While other workers serve, the replacement loads before it accepts; alone, it accepts
         # at once so that /version (liveness) answers during the load.
-        self.spawn(preload=bool(self._procs))
+        self.spawn(worker.slot, preload=bool(self._procs))
 
     def run(self) -> int:
         self._install_signal_handlers()
-        for _ in range(self.workers):
-            self.spawn()
+        for slot in range(self.workers):
+            self.spawn(slot)
         while self._procs:
             self._wake.wait(0.5)
             self._wake.clear()

@@ -27,11 +27,11 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Callable
-from typing import Any
 
 SETTINGS_ENV = "SERVING_WORKER_SETTINGS"
 PRELOAD_ENV = "SERVING_WORKER_PRELOAD"
+SLOT_ENV = "SERVING_WORKER_SLOT"
+BOARD_ENV = "SERVING_CONNECTION_BOARD"
 # Exit code of a worker whose model failed to load (same value as uvicorn's STARTUP_FAILURE):
 # the supervisor stops instead of restarting it in a loop.
 STARTUP_FAILURE = 3
@@ -44,50 +44,6 @@ def inherited_socket(fd: int) -> socket.socket:
         # Only reachable on a platform that cannot report SO_PROTOCOL: rebuild it explicitly.
         sock = socket.socket(sock.family, socket.SOCK_STREAM, socket.IPPROTO_TCP, fileno=sock.detach())
     return sock
-
-
-class OneAcceptEventLoop(asyncio.SelectorEventLoop):
-    """An asyncio loop that accepts one connection each time the listening socket is readable.
-
-    Every worker waits on the same listening socket. asyncio's default accepts up to ``backlog``
-    queued connections per wake-up (uvicorn passes 2048), so the first worker to wake takes a
-    whole burst: a proxy or load generator that opens its pool of keep-alive connections at once
-    lands all of them on one worker, and they stay there for their lifetime while the other
-    workers idle. Accepting one per wake-up (nginx's default ``multi_accept off``) lets the
-    workers take turns. Connection rates of a model server are low, so the loop-per-accept
-    cost asyncio's batching avoids does not matter here.
-    """
-
-    def _accept_connection(
-        self,
-        protocol_factory: Any,
-        sock: socket.socket,
-        sslcontext: Any = None,
-        server: Any = None,
-        backlog: int = 100,
-        *args: Any,
-        **kwargs: Any,
-    ) -> None:
-        accept = super()._accept_connection  # type: ignore[misc]  # private, not in typeshed
-        accept(protocol_factory, sock, sslcontext, server, 1, *args, **kwargs)
-
-
-def _one_accept_supported() -> bool:
-    """The override relies on a private asyncio method: check its shape before using it."""
-    import inspect
-
-    method = getattr(asyncio.SelectorEventLoop, "_accept_connection", None)
-    if method is None:
-        return False
-    names = list(inspect.signature(method).parameters)
-    return names[:6] == ["self", "protocol_factory", "sock", "sslcontext", "server", "backlog"]
-
-
-def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
-    if _one_accept_supported():
-        return OneAcceptEventLoop
-    logging.getLogger("serving").warning("asyncio changed: workers accept connections in batches")
-    return asyncio.SelectorEventLoop
 
 
 def configure_logging(level: str) -> None:
@@ -104,6 +60,7 @@ def run_worker(fd: int, settings_json: str) -> int:
     import uvicorn
 
     from serving.app import build_app
+    from serving.balance import ConnectionBoard, event_loop_factory
     from serving.config import Settings
 
     settings = Settings.from_json(settings_json)
@@ -139,8 +96,12 @@ def run_worker(fd: int, settings_json: str) -> int:
         forwarded_allow_ips="127.0.0.1",
     )
     server = uvicorn.Server(config)
-    # What uvicorn.Server.run does, with the loop above.
-    with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
+    board = None
+    board_path = os.environ.get(BOARD_ENV)
+    if board_path and settings.workers and settings.workers > 1:
+        board = ConnectionBoard(board_path, int(os.environ.get(SLOT_ENV, "0")), settings.workers)
+    # What uvicorn.Server.run does, on the event loop of serving.balance.
+    with asyncio.Runner(loop_factory=event_loop_factory(board)) as runner:
         runner.run(server.serve(sockets=[sock]))
     return exit_code
 

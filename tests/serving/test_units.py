@@ -200,35 +200,112 @@ def test_inherited_socket_repairs_a_proto_0_descriptor() -> None:
     assert asyncio.run(_accepted_nodelay(rebuilt)) != 0
 
 
-# -- one accept per wake-up (connections spread over workers) ----------------------------------
+# -- spreading connections over workers (serving.balance) ---------------------------------------
 
 
-def test_one_accept_loop_takes_one_queued_connection_per_wake_up() -> None:
-    from serving.worker import OneAcceptEventLoop, event_loop_factory
+class _Count(asyncio.Protocol):
+    made: list[asyncio.BaseTransport]
 
-    assert event_loop_factory() is OneAcceptEventLoop
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.made.append(transport)
+
+
+def _queued_connections(n: int) -> tuple[socket.socket, list[socket.socket]]:
     listener = bind_socket("127.0.0.1", 0)
     listener.setblocking(False)
-    clients = [socket.create_connection(listener.getsockname()[:2], timeout=5) for _ in range(3)]
+    clients = [socket.create_connection(listener.getsockname()[:2], timeout=5) for _ in range(n)]
+    return listener, clients
+
+
+def _run(loop: asyncio.AbstractEventLoop, seconds: float = 0.05) -> None:
+    loop.run_until_complete(asyncio.sleep(seconds))
+
+
+def test_balanced_loop_takes_one_queued_connection_per_wake_up() -> None:
+    from serving.balance import BalancedAcceptEventLoop, event_loop_factory
+
+    assert issubclass(event_loop_factory(None), BalancedAcceptEventLoop)  # this Python is supported
+    listener, clients = _queued_connections(3)
     made: list[asyncio.BaseTransport] = []
-
-    class Count(asyncio.Protocol):
-        def connection_made(self, transport: asyncio.BaseTransport) -> None:
-            made.append(transport)
-
-    loop = OneAcceptEventLoop()
+    protocol = type("P", (_Count,), {"made": made})
+    loop = event_loop_factory(None)()
+    assert isinstance(loop, BalancedAcceptEventLoop)
     try:
         # What the loop runs when the listening socket turns readable (uvicorn passes 2048).
-        loop._accept_connection(Count, listener, None, None, 2048)
-        loop.run_until_complete(asyncio.sleep(0.05))
-        assert len(made) == 1  # the default loop would have taken all three
-        loop._accept_connection(Count, listener, None, None, 2048)
-        loop.run_until_complete(asyncio.sleep(0.05))
+        loop._accept_connection(protocol, listener, None, None, 2048)
+        _run(loop)
+        assert len(made) == 1  # asyncio's own loop would have taken all three
+        loop._accept_connection(protocol, listener, None, None, 2048)
+        _run(loop)
         assert len(made) == 2
+        assert loop.open_connections() == 2
     finally:
         for transport in made:
             transport.close()
-        loop.run_until_complete(asyncio.sleep(0))
+        _run(loop, 0)
+        loop.close()
+        for client in clients:
+            client.close()
+        listener.close()
+
+
+def test_a_worker_holding_more_connections_defers_to_the_least_loaded(tmp_path: os.PathLike[str]) -> None:
+    from pathlib import Path
+
+    from serving.balance import ConnectionBoard, event_loop_factory
+
+    path = Path(tmp_path) / "board"
+    ConnectionBoard.create(path, 2)
+    me, peer = ConnectionBoard(path, 0, 2), ConnectionBoard(path, 1, 2)
+    assert me.least_other() is None  # the peer has not started: nothing to defer to
+    listener, clients = _queued_connections(3)
+    made: list[asyncio.BaseTransport] = []
+    protocol = type("P", (_Count,), {"made": made})
+    loop = event_loop_factory(me)()
+    # Pauses that never end by themselves: the test resumes them by hand.
+    loop.defer_seconds = loop.max_defer_seconds = 3600.0  # type: ignore[attr-defined]
+
+    def listening() -> bool:
+        return listener.fileno() in loop._selector.get_map()  # type: ignore[attr-defined]
+
+    def resume_now() -> None:
+        scheduled = loop._scheduled  # type: ignore[attr-defined]
+        (pause,) = [h for h in scheduled if h._callback == loop._resume_accepting and not h.cancelled()]
+        callback, args = pause._callback, pause._args
+        pause.cancel()
+        callback(*args)
+
+    try:
+        loop._accept_connection(protocol, listener, None, None, 2048)
+        _run(loop)
+        assert len(made) == 1 and me.read()[0] == 0  # published before accepting
+        peer.publish(0)  # an idle peer: this worker (1 connection) leaves the next one to it
+        loop._accept_connection(protocol, listener, None, None, 2048)
+        _run(loop)
+        assert len(made) == 1 and me.read()[0] == 1
+        assert not listening()  # paused
+        # Nobody took it: after the pause this worker accepts one connection itself...
+        resume_now()
+        _run(loop)
+        assert len(made) == 2
+        # ... and, still holding more than the peer, pauses again for the next.
+        assert not listening()
+        resume_now()
+        _run(loop)
+        assert len(made) == 3
+        # A peer holding as many connections does not hold this worker back.
+        extra = socket.create_connection(listener.getsockname()[:2], timeout=5)
+        clients.append(extra)
+        peer.publish(5)
+        loop._accept_connection(protocol, listener, None, None, 2048)
+        _run(loop)
+        assert len(made) == 4
+        ConnectionBoard.clear(path, 1)
+        assert me.least_other() is None
+    finally:
+        for transport in made:
+            transport.close()
+        _run(loop, 0)
         loop.close()
         for client in clients:
             client.close()
