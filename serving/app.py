@@ -263,7 +263,8 @@ class ServingApp:
         settled = self._settled
         if settled is None or self._error is not None:
             return self._inner
-        with contextlib.suppress(TimeoutError):
+        # asyncio.TimeoutError is TimeoutError from Python 3.11 on; the image may run 3.10.
+        with contextlib.suppress(asyncio.TimeoutError, TimeoutError):
             await asyncio.wait_for(settled.wait(), timeout)
         return self._inner
 

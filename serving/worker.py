@@ -27,6 +27,8 @@ import os
 import signal
 import socket
 import sys
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 SETTINGS_ENV = "SERVING_WORKER_SETTINGS"
 PRELOAD_ENV = "SERVING_WORKER_PRELOAD"
@@ -44,6 +46,31 @@ def inherited_socket(fd: int) -> socket.socket:
         # Only reachable on a platform that cannot report SO_PROTOCOL: rebuild it explicitly.
         sock = socket.socket(sock.family, socket.SOCK_STREAM, socket.IPPROTO_TCP, fileno=sock.detach())
     return sock
+
+
+def run_on_loop(loop_factory: Callable[[], asyncio.AbstractEventLoop], main: Coroutine[Any, Any, None]) -> None:
+    """``asyncio.run(main)`` on a loop from ``loop_factory`` (also on Python 3.10, which images of
+    models trained on 3.10 run and which has no ``asyncio.Runner``)."""
+    runner_class = getattr(asyncio, "Runner", None)
+    if runner_class is not None:
+        with runner_class(loop_factory=loop_factory) as runner:
+            runner.run(main)
+        return
+    loop = loop_factory()
+    asyncio.set_event_loop(loop)
+    try:
+        loop.run_until_complete(main)
+    finally:
+        try:
+            pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+            for task in pending:
+                task.cancel()
+            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.run_until_complete(loop.shutdown_default_executor())
+        finally:
+            asyncio.set_event_loop(None)
+            loop.close()
 
 
 def configure_logging(level: str) -> None:
@@ -101,8 +128,7 @@ def run_worker(fd: int, settings_json: str) -> int:
     if board_path and settings.workers and settings.workers > 1:
         board = ConnectionBoard(board_path, int(os.environ.get(SLOT_ENV, "0")), settings.workers)
     # What uvicorn.Server.run does, on the event loop of serving.balance.
-    with asyncio.Runner(loop_factory=event_loop_factory(board)) as runner:
-        runner.run(server.serve(sockets=[sock]))
+    run_on_loop(event_loop_factory(board), server.serve(sockets=[sock]))
     return exit_code
 
 
