@@ -48,6 +48,7 @@ SETTINGS_ENV = "SERVING_WORKER_SETTINGS"
 PRELOAD_ENV = "SERVING_WORKER_PRELOAD"
 SLOT_ENV = "SERVING_WORKER_SLOT"
 BOARD_ENV = "SERVING_CONNECTION_BOARD"
+SUPERVISOR_ENV = "SERVING_SUPERVISOR_PID"
 STARTUP_FAILURE = 3
 LISTEN_BACKLOG = 2048
 # A worker that dies this many times within the window is not restarted again.
@@ -125,6 +126,7 @@ class Supervisor:
         env = dict(os.environ)
         env[PRELOAD_ENV] = "1" if preload else "0"
         env[SLOT_ENV] = str(slot)
+        env[SUPERVISOR_ENV] = str(os.getpid())
         env[BOARD_ENV] = str(self.board_path)
         env[MULTIPROC_ENV] = str(self.multiproc_dir)
         env[RUNTIME_DIR_ENV] = str(self.runtime_dir)

@@ -34,6 +34,7 @@ SETTINGS_ENV = "SERVING_WORKER_SETTINGS"
 PRELOAD_ENV = "SERVING_WORKER_PRELOAD"
 SLOT_ENV = "SERVING_WORKER_SLOT"
 BOARD_ENV = "SERVING_CONNECTION_BOARD"
+SUPERVISOR_ENV = "SERVING_SUPERVISOR_PID"
 # Exit code of a worker whose model failed to load (same value as uvicorn's STARTUP_FAILURE):
 # the supervisor stops instead of restarting it in a loop.
 STARTUP_FAILURE = 3
@@ -132,6 +133,23 @@ def run_worker(fd: int, settings_json: str) -> int:
     return exit_code
 
 
+def exit_with_parent() -> None:
+    """Linux: get SIGTERM if the supervisor dies, instead of serving on as an orphan."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    parent = int(os.environ.get(SUPERVISOR_ENV) or os.getppid())
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # it died before prctl took effect (or before we started)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
@@ -141,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     if not settings_json:
         print(f"{SETTINGS_ENV} is not set (started by python -m serving)", file=sys.stderr)
         return 2
+    exit_with_parent()
     return run_worker(int(args[0]), settings_json)
 
 

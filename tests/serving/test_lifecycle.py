@@ -244,3 +244,20 @@ def test_models_uri_from_the_registry(registry: Any) -> None:
         assert version["model"] == {"name": registry.name, "version": "1"}
         samples = scrape(url)
         assert metric(samples, "model_info", name=registry.name, version="1") == 1
+
+
+def test_workers_exit_when_the_supervisor_is_killed(
+    start_server: Callable[..., LocalServer], iris_model: IrisModel
+) -> None:
+    server = start_server(iris_model.path, workers=2, wait_ready=False)
+    workers = wait_until(lambda: len(children_of(server.pid)) == 2 and children_of(server.pid), "2 workers")
+    kill_quietly(server.pid)
+
+    def gone(pid: int) -> bool:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+        except FileNotFoundError:
+            return True
+        return state == "Z"  # exited, waiting to be reaped by init
+
+    wait_until(lambda: all(gone(pid) for pid in workers), "the orphaned workers to exit")
