@@ -50,6 +50,7 @@ SLOT_ENV = "SERVING_WORKER_SLOT"
 BOARD_ENV = "SERVING_CONNECTION_BOARD"
 SUPERVISOR_ENV = "SERVING_SUPERVISOR_PID"
 STARTUP_FAILURE = 3
+RUNTIME_PREFIX = "mlflow-serving-"
 LISTEN_BACKLOG = 2048
 # A worker that dies this many times within the window is not restarted again.
 MAX_RESTARTS = 5
@@ -241,10 +242,25 @@ def _write_port_file(path: str, port: int) -> None:
     os.replace(tmp, path)
 
 
+def remove_stale_runtime_dirs(tmp: Path) -> None:
+    """Runtime directories of supervisors that were killed (SIGKILL leaves them behind)."""
+    for path in tmp.glob(f"{RUNTIME_PREFIX}*-*"):
+        pid_text = path.name[len(RUNTIME_PREFIX) :].split("-", 1)[0]
+        if not pid_text.isdigit():
+            continue
+        try:
+            os.kill(int(pid_text), 0)
+        except ProcessLookupError:
+            shutil.rmtree(path, ignore_errors=True)
+        except PermissionError:
+            pass  # alive, someone else's
+
+
 def serve(settings: Settings) -> int:
     workers = settings.workers or detect_workers()
     environ = dict(os.environ)
-    runtime_dir = Path(tempfile.mkdtemp(prefix="mlflow-serving-"))
+    remove_stale_runtime_dirs(Path(tempfile.gettempdir()))
+    runtime_dir = Path(tempfile.mkdtemp(prefix=f"{RUNTIME_PREFIX}{os.getpid()}-"))
     try:
         multiproc_dir = prepare_multiproc_dir(runtime_dir, environ)
         try:

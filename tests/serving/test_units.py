@@ -310,3 +310,23 @@ def test_a_worker_holding_more_connections_defers_to_the_least_loaded(tmp_path: 
         for client in clients:
             client.close()
         listener.close()
+
+
+def test_stale_runtime_dirs_of_dead_supervisors_are_removed(tmp_path: os.PathLike[str]) -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from serving.supervisor import RUNTIME_PREFIX, remove_stale_runtime_dirs
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    tmp = Path(tmp_path)
+    stale = tmp / f"{RUNTIME_PREFIX}{dead.pid}-abc"
+    alive = tmp / f"{RUNTIME_PREFIX}{os.getpid()}-def"
+    other = tmp / f"{RUNTIME_PREFIX}old-style"
+    for path in (stale, alive, other):
+        (path / "metrics").mkdir(parents=True)
+    remove_stale_runtime_dirs(tmp)
+    assert not stale.exists()
+    assert alive.exists() and other.exists()
