@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+from components.sagemaker import partition_of
 from modelctl.render import MOCK_CALLS, MOCK_OUTPUTS
 
 ACCOUNT_ID = "123456789012"
@@ -25,17 +26,11 @@ def autoname(name: str) -> str:
     return f"{name}-{hashlib.sha256(name.encode()).hexdigest()[:7]}"
 
 
-def _partition(region: str) -> str:
-    if region.startswith("cn-"):
-        return "aws-cn"
-    if region.startswith("us-gov-"):
-        return "aws-us-gov"
-    return "aws"
 
 
 def _arn(service: str, resource: str, region: str | None = None) -> str:
     reg = _state["region"] if region is None else region
-    return f"arn:{_partition(_state['region'])}:{service}:{reg}:{ACCOUNT_ID}:{resource}"
+    return f"arn:{partition_of(_state['region'])}:{service}:{reg}:{ACCOUNT_ID}:{resource}"
 
 
 def _provider(name: str, inputs: dict[str, Any]) -> dict[str, Any]:
@@ -60,7 +55,7 @@ def _iam_role(name: str, inputs: dict[str, Any]) -> dict[str, Any]:
     path = inputs.get("path") or "/"
     return {
         "name": role,
-        "arn": f"arn:{_partition(_state['region'])}:iam::{ACCOUNT_ID}:role{path}{role}",
+        "arn": f"arn:{partition_of(_state['region'])}:iam::{ACCOUNT_ID}:role{path}{role}",
         "uniqueId": "AROA" + hashlib.sha256(role.encode()).hexdigest()[:17].upper(),
     }
 
@@ -85,7 +80,7 @@ def _alarm(name: str, inputs: dict[str, Any]) -> dict[str, Any]:
 
 def _dashboard(name: str, inputs: dict[str, Any]) -> dict[str, Any]:
     board = inputs.get("dashboardName") or autoname(name)
-    return {"dashboardArn": f"arn:{_partition(_state['region'])}:cloudwatch::{ACCOUNT_ID}:dashboard/{board}"}
+    return {"dashboardArn": f"arn:{partition_of(_state['region'])}:cloudwatch::{ACCOUNT_ID}:dashboard/{board}"}
 
 
 def _scaling_target(name: str, inputs: dict[str, Any]) -> dict[str, Any]:
@@ -95,7 +90,7 @@ def _scaling_target(name: str, inputs: dict[str, Any]) -> dict[str, Any]:
 def _caller_identity(args: dict[str, Any]) -> dict[str, Any]:
     return {
         "accountId": ACCOUNT_ID,
-        "arn": f"arn:{_partition(_state['region'])}:iam::{ACCOUNT_ID}:user/mock",
+        "arn": f"arn:{partition_of(_state['region'])}:iam::{ACCOUNT_ID}:user/mock",
         "userId": "AIDAMOCKUSER",
         "id": ACCOUNT_ID,
     }

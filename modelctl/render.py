@@ -201,6 +201,22 @@ def config_for_runtime(config: Mapping[str, Any]) -> dict[str, str]:
     return out
 
 
+def _ensure_event_loop() -> None:
+    """Pulumi's runtime drives its RPCs on the thread's current event loop; code that ran
+    ``asyncio.run`` before (a server, a test) leaves none, or a closed one."""
+    import asyncio
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        try:
+            loop = asyncio.get_event_loop()
+        except RuntimeError:
+            loop = None
+    if loop is None or loop.is_closed():
+        asyncio.set_event_loop(asyncio.new_event_loop())
+
+
 def run_program(
     config: Mapping[str, Any],
     stack: str = "dev",
@@ -216,6 +232,7 @@ def run_program(
     from pulumi.runtime.stack import run_in_stack
     from pulumi.runtime.sync_await import _sync_await
 
+    _ensure_event_loop()
     rendered = Rendered()
     mocks = _make_mocks()
     monitor = _make_monitor(mocks, rendered)

@@ -39,17 +39,19 @@ from pathlib import Path
 from serving.balance import ConnectionBoard
 from serving.config import Settings, parse_settings
 from serving.cpu import detect_workers
+from serving.worker import (  # the supervisor/worker handshake, defined once
+    BOARD_ENV,
+    PRELOAD_ENV,
+    SETTINGS_ENV,
+    SLOT_ENV,
+    STARTUP_FAILURE,
+    SUPERVISOR_ENV,
+)
 
 logger = logging.getLogger("serving.supervisor")
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 RUNTIME_DIR_ENV = "SERVING_RUNTIME_DIR"
-SETTINGS_ENV = "SERVING_WORKER_SETTINGS"
-PRELOAD_ENV = "SERVING_WORKER_PRELOAD"
-SLOT_ENV = "SERVING_WORKER_SLOT"
-BOARD_ENV = "SERVING_CONNECTION_BOARD"
-SUPERVISOR_ENV = "SERVING_SUPERVISOR_PID"
-STARTUP_FAILURE = 3
 RUNTIME_PREFIX = "mlflow-serving-"
 LISTEN_BACKLOG = 2048
 # A worker that dies this many times within the window is not restarted again.
