@@ -148,3 +148,33 @@ def test_unknown_version_in_the_registry_is_a_clean_error(registry: SampleRegist
                     "--out", str(tmp_path / "o"))
     assert proc.returncode == 1
     assert "has no version 9" in proc.stderr
+
+
+@pytest.mark.parametrize("candidate", [None, {"version": "2", "strategy": "canary", "percent": 10}])
+def test_the_prod_example_renders_every_target(registry: SampleRegistry, tmp_path: Path, candidate: Any) -> None:
+    """Pulumi.prod.yaml as shipped (only the registry and version swapped for the test ones) is
+    a valid stack that declares every target, with and without a canary."""
+    yml = YAML()
+    data = yml.load((ROOT / "Pulumi.prod.yaml").read_text())
+    cfg = data["config"]
+    cfg["mlflow-deploy:mlflow"]["trackingUri"] = registry.tracking_uri
+    cfg["mlflow-deploy:model"]["version"] = "1"
+    if candidate is not None:
+        cfg["mlflow-deploy:candidate"] = candidate
+    path = tmp_path / "Pulumi.prod.yaml"
+    with path.open("w") as fh:
+        yml.dump(data, fh)
+    out = tmp_path / "out"
+    proc = modelctl("render", "--stack", "prod", "--config", str(path), "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    resources = json.loads((out / "resources.json").read_text())
+    packages = {r["type"].split(":")[0] for r in resources}
+    assert {"kubernetes", "aws", "azure-native", "gcp"} <= packages
+    outputs = json.loads((out / "outputs.json").read_text())
+    assert {"kubernetes", "sagemaker", "azureml", "vertex"} <= set(outputs)
+    expected = {"1": 100} if candidate is None else {"1": 90, "2": 10}
+    assert outputs["traffic"] == expected
+    for f in sorted((out / "kubernetes").glob("*.yaml")):
+        m = yaml.safe_load(f.read_text())
+        if m["apiVersion"] in ("v1", "apps/v1", "policy/v1", "autoscaling/v2", "networking.k8s.io/v1"):
+            kubernetes_validate.validate(m, K8S_VERSIONS[0], strict=True)
