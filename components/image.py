@@ -21,6 +21,7 @@ import pulumi
 
 from components.names import version_name
 from components.registry import ResolvedModel, download_model
+from components.settings import ImageSettings
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SERVING_DIR = PROJECT_ROOT / "serving"
@@ -210,3 +211,35 @@ class ModelImage(pulumi.ComponentResource):
             # ref is digest-pinned after a push; in a preview it falls back to the tag.
             self.ref = pulumi.Output.all(image.ref, tag_ref).apply(lambda r: r[0] or r[1])
         self.register_outputs({"ref": self.ref})
+
+
+def model_images(
+    prefix: str,
+    models: dict[str, ResolvedModel],
+    image: ImageSettings,
+    repository: pulumi.Input[str] | None,
+    opts: pulumi.ResourceOptions | None = None,
+    registry_address: pulumi.Input[str] | None = None,
+    registry_username: pulumi.Input[str] | None = None,
+    registry_password: pulumi.Input[str] | None = None,
+) -> dict[str, pulumi.Output[str]]:
+    """One ModelImage per live version; ``image.uris`` versions are prebuilt, the rest built."""
+    out: dict[str, pulumi.Output[str]] = {}
+    for version, model in models.items():
+        img = ModelImage(
+            f"{prefix}-{version_name(model.name, version)}",
+            ModelImageArgs(
+                model=model,
+                repository=repository,
+                prebuilt_uri=image.uris.get(version),
+                base_image=image.base_image,
+                platform=image.platform,
+                push=image.push,
+                registry_address=registry_address,
+                registry_username=registry_username,
+                registry_password=registry_password,
+            ),
+            opts=opts,
+        )
+        out[version] = img.ref
+    return out

@@ -26,10 +26,11 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.image import CONTAINER_PORT, RUNTIME_UID, serving_env
+from components.image import CONTAINER_PORT, RUNTIME_UID, model_images, serving_env
 from components.names import base_name, dns_label, version_name
+from components.registry import ResolvedModel
 from components.rollout import TrafficPlan, candidate_replicas
-from components.settings import KubernetesSettings
+from components.settings import ImageSettings, KubernetesSettings
 
 SERVICE_PORT = 80
 PART_OF = "mlflow-deploy"
@@ -306,9 +307,12 @@ def entry_selector(model: str, plan: TrafficPlan, cfg: KubernetesSettings) -> di
 class KubernetesModelServiceArgs:
     model_name: str
     plan: TrafficPlan
-    images: Mapping[str, pulumi.Input[str]]
-    """Image reference per live version."""
+    models: Mapping[str, ResolvedModel]
+    """The resolved registry model of every live version."""
     settings: KubernetesSettings
+    image: ImageSettings
+    registry_password: pulumi.Input[str] | None = None
+    """Login for ``image.repository`` (the secret ``mlflow-deploy:imageRegistryPassword``)."""
 
 
 class KubernetesModelService(pulumi.ComponentResource):
@@ -320,10 +324,21 @@ class KubernetesModelService(pulumi.ComponentResource):
     ):
         super().__init__("mlflow-deploy:index:KubernetesModelService", name, None, opts)
         cfg, plan, model = args.settings, args.plan, args.model_name
-        missing = [v for v in plan.versions if v not in args.images]
+        missing = [v for v in plan.versions if v not in args.models]
         if missing:
-            raise ValueError(f"no image for version(s) {', '.join(missing)}")
+            raise ValueError(f"no resolved model for version(s) {', '.join(missing)}")
         base = base_name(model)
+        repo = args.image.repository
+        images = model_images(
+            "k8s",
+            {v: args.models[v] for v in plan.versions},
+            args.image,
+            f"{repo.rstrip('/')}/{base}" if repo else None,
+            opts=pulumi.ResourceOptions(parent=self),
+            registry_address=repo.split("/")[0] if repo else None,
+            registry_username=args.image.registry_username,
+            registry_password=args.registry_password,
+        )
         ns_name = cfg.namespace
 
         child = pulumi.ResourceOptions(parent=self)
@@ -357,7 +372,7 @@ class KubernetesModelService(pulumi.ComponentResource):
             self.deployments[v] = k8s.apps.v1.Deployment(
                 vname,
                 metadata={"name": vname, "namespace": ns_name, "labels": pod_labels(model, v)},
-                spec=deployment_spec(model, v, args.images[v], replicas[v], cfg, base),
+                spec=deployment_spec(model, v, images[v], replicas[v], cfg, base),
                 opts=pulumi.ResourceOptions.merge(opts_ns, pulumi.ResourceOptions(depends_on=[sa])),
             )
             self.version_services[v] = k8s.core.v1.Service(

@@ -40,7 +40,7 @@ from typing import Any
 
 import pulumi
 
-from components.image import serving_env
+from components.image import model_images, serving_env
 from components.names import base_name, version_name
 from components.registry import ResolvedModel
 from components.rollout import TrafficPlan
@@ -758,8 +758,6 @@ class SageMakerModelService(pulumi.ComponentResource):
     ) -> dict[str, pulumi.Output[str]]:
         """Build (or pass through) one image per live version into the target's ECR repository."""
         import pulumi_aws as aws
-
-        from components.targets import model_images
 
         live = {v: args.models[v] for v in args.plan.versions if v in args.models}
         address = username = password = None

@@ -11,11 +11,11 @@ from typing import Any
 
 import pulumi
 
-from components.image import ModelImage, ModelImageArgs
-from components.names import base_name, version_name
+from components.image import model_images
+from components.names import base_name
 from components.registry import ResolvedModel
 from components.rollout import TrafficPlan
-from components.settings import ImageSettings, Settings
+from components.settings import Settings
 
 
 def apply_secrets(config: pulumi.Config) -> None:
@@ -24,38 +24,6 @@ def apply_secrets(config: pulumi.Config) -> None:
     token = config.get("mlflowTrackingToken")
     if token:
         os.environ.setdefault("MLFLOW_TRACKING_TOKEN", token)
-
-
-def model_images(
-    prefix: str,
-    models: dict[str, ResolvedModel],
-    image: ImageSettings,
-    repository: pulumi.Input[str] | None,
-    opts: pulumi.ResourceOptions | None = None,
-    registry_address: pulumi.Input[str] | None = None,
-    registry_username: pulumi.Input[str] | None = None,
-    registry_password: pulumi.Input[str] | None = None,
-) -> dict[str, pulumi.Output[str]]:
-    """One ModelImage per live version; ``image.uris`` versions are prebuilt, the rest built."""
-    out: dict[str, pulumi.Output[str]] = {}
-    for version, model in models.items():
-        img = ModelImage(
-            f"{prefix}-{version_name(model.name, version)}",
-            ModelImageArgs(
-                model=model,
-                repository=repository,
-                prebuilt_uri=image.uris.get(version),
-                base_image=image.base_image,
-                platform=image.platform,
-                push=image.push,
-                registry_address=registry_address,
-                registry_username=registry_username,
-                registry_password=registry_password,
-            ),
-            opts=opts,
-        )
-        out[version] = img.ref
-    return out
 
 
 def declare(
@@ -72,20 +40,16 @@ def declare(
     if settings.kubernetes is not None:
         from components.kubernetes import KubernetesModelService, KubernetesModelServiceArgs
 
-        repo = settings.image.repository
-        password = config.get_secret("imageRegistryPassword")
-        images = model_images(
-            "k8s",
-            models,
-            settings.image,
-            f"{repo.rstrip('/')}/{base}" if repo else None,
-            registry_address=repo.split("/")[0] if repo else None,
-            registry_username=settings.image.registry_username,
-            registry_password=password,
-        )
         k8s_svc = KubernetesModelService(
             base,
-            KubernetesModelServiceArgs(model_name=name, plan=plan, images=images, settings=settings.kubernetes),
+            KubernetesModelServiceArgs(
+                model_name=name,
+                plan=plan,
+                models=models,
+                settings=settings.kubernetes,
+                image=settings.image,
+                registry_password=config.get_secret("imageRegistryPassword"),
+            ),
         )
         exports["kubernetes"] = {
             "url": k8s_svc.url,

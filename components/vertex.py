@@ -33,7 +33,7 @@ from typing import Any
 import pulumi
 import pulumi_gcp as gcp
 
-from components.image import CONTAINER_PORT, serving_env
+from components.image import CONTAINER_PORT, model_images, serving_env
 from components.names import base_name, version_name
 from components.registry import ResolvedModel
 from components.rollout import TrafficPlan
@@ -276,8 +276,6 @@ class VertexModelService(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: VertexModelServiceArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("mlflow-deploy:index:VertexModelService", name, None, opts)
-        from components.targets import model_images
-
         cfg, plan, model = args.settings, args.plan, args.model_name
         missing = [v for v in plan.versions if v not in args.models]
         if missing:

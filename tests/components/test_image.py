@@ -80,8 +80,10 @@ def test_built_image_is_declared_per_version(render, registry: SampleRegistry) -
     assert tags[0].startswith("registry.example.com/models/fraud-detector:v1-")
     assert tags[1].startswith("registry.example.com/models/fraud-detector:v2-")
     assert all(i.inputs["push"] is True for i in images)
-    # children of their ModelImage component
-    assert {i.parent for i in images} == {r.name for r in out.of_type("mlflow-deploy:index:ModelImage")}
+    # children of their ModelImage component, itself a child of the Kubernetes target
+    model_images = out.of_type("mlflow-deploy:index:ModelImage")
+    assert {i.parent for i in images} == {r.name for r in model_images}
+    assert {r.parent for r in model_images} == {out.of_type("mlflow-deploy:index:KubernetesModelService")[0].name}
 
 
 def test_prebuilt_versions_are_not_built(render, registry: SampleRegistry) -> None:  # type: ignore[no-untyped-def]
