@@ -51,11 +51,11 @@ import pulumi_azure_native.monitor as monitor
 import pulumi_azure_native.storage as storage
 
 from components.azureml_traffic import EndpointTraffic, traffic_problems
-from components.image import CONTAINER_PORT, PROJECT_ROOT, serving_env
+from components.image import CONTAINER_PORT, PROJECT_ROOT, model_images, serving_env
 from components.names import base_name, dns_label, version_name
 from components.registry import ResolvedModel, download_model
 from components.rollout import TrafficPlan
-from components.settings import AlertThresholds, AzureMlSettings
+from components.settings import AlertThresholds, AzureMlSettings, ImageSettings
 
 ENDPOINT_NAME_MAX = 32
 DEPLOYMENT_NAME_MAX = 32
@@ -371,10 +371,12 @@ class AzureMlModelEndpointArgs:
     plan: TrafficPlan
     settings: AzureMlSettings
     stack: str
-    images: Mapping[str, pulumi.Input[str]] | None = None
-    """``modelSource: image``: image reference per live version."""
-    models: dict[str, ResolvedModel] | None = None
-    """``modelSource: mlflow_model``: the resolved registry versions (their artifacts are uploaded)."""
+    models: Mapping[str, ResolvedModel]
+    """The resolved registry model of every live version: built into images (``modelSource:
+    image``) or uploaded as artifacts (``mlflow_model``)."""
+    image: ImageSettings
+    registry_password: pulumi.Input[str] | None = None
+    """Login for ``image.repository`` when the images go there rather than to the workspace's ACR."""
     thresholds: AlertThresholds | None = None
     """Alert thresholds; None: no alerts (monitoring disabled)."""
     build_root: Path | None = None
@@ -390,14 +392,25 @@ class AzureMlModelEndpoint(pulumi.ComponentResource):
         super().__init__("mlflow-deploy:index:AzureMlModelEndpoint", name, None, opts)
         cfg, plan, model = args.settings, args.plan, args.model_name
         image_mode = cfg.model_source == "image"
+        missing = [v for v in plan.versions if v not in args.models]
+        if missing:
+            raise ValueError(f"no resolved model for version(s) {', '.join(missing)}")
+        images: Mapping[str, pulumi.Input[str]] = {}
         if image_mode:
-            missing = [v for v in plan.versions if v not in (args.images or {})]
-            if missing:
-                raise ValueError(f"no image for version(s) {', '.join(missing)}")
-        else:
-            missing = [v for v in plan.versions if v not in (args.models or {})]
-            if missing:
-                raise ValueError(f"no resolved model for version(s) {', '.join(missing)}")
+            # the workspace pulls from its own ACR (pushed with the local `az acr login`), or
+            # from image.repository with the image registry login
+            repo = cfg.container_registry or args.image.repository
+            password = None if cfg.container_registry else args.registry_password
+            images = model_images(
+                "azureml",
+                {v: args.models[v] for v in plan.versions},
+                args.image,
+                f"{repo.rstrip('/')}/{base_name(model)}" if repo else None,
+                opts=pulumi.ResourceOptions(parent=self),
+                registry_address=repo.split("/")[0] if repo and password is not None else None,
+                registry_username=None if cfg.container_registry else args.image.registry_username,
+                registry_password=password,
+            )
         traffic, mirror = traffic_maps(model, plan)
 
         base = base_name(model)
@@ -433,7 +446,7 @@ class AzureMlModelEndpoint(pulumi.ComponentResource):
             dname = deployment_name(model, v)
             rname = f"azureml-{version_name(model, v)}"
             if image_mode:
-                ref = pulumi.Output.from_input((args.images or {})[v])
+                ref = pulumi.Output.from_input(images[v])
                 env = ml.EnvironmentVersion(
                     f"{rname}-env",
                     name=ep_name,
@@ -444,7 +457,7 @@ class AzureMlModelEndpoint(pulumi.ComponentResource):
                 )
                 props = deployment_properties(model, v, cfg, environment_id=env.id)
             else:
-                resolved = (args.models or {})[v]
+                resolved = args.models[v]
                 blobs = self._upload_artifacts(rname, resolved, cfg, ep_name, args.build_root, child)
                 mv = ml.ModelVersion(
                     f"{rname}-model",

@@ -11,7 +11,6 @@ from typing import Any
 
 import pulumi
 
-from components.image import model_images
 from components.names import base_name
 from components.registry import ResolvedModel
 from components.rollout import TrafficPlan
@@ -92,31 +91,16 @@ def declare(
     if settings.azureml is not None:
         from components.azureml import AzureMlModelEndpoint, AzureMlModelEndpointArgs
 
-        az = settings.azureml
-        az_images = None
-        if az.model_source == "image":
-            # the workspace pulls from its own ACR (pushed with the local `az acr login`), or
-            # from image.repository with the image registry login
-            az_repo = az.container_registry or settings.image.repository
-            az_password = None if az.container_registry else config.get_secret("imageRegistryPassword")
-            az_images = model_images(
-                "azureml",
-                models,
-                settings.image,
-                f"{az_repo.rstrip('/')}/{base}" if az_repo else None,
-                registry_address=az_repo.split("/")[0] if az_repo and az_password is not None else None,
-                registry_username=None if az.container_registry else settings.image.registry_username,
-                registry_password=az_password,
-            )
         az_svc = AzureMlModelEndpoint(
             f"azureml-{base}",
             AzureMlModelEndpointArgs(
                 model_name=name,
                 plan=plan,
-                settings=az,
+                settings=settings.azureml,
                 stack=pulumi.get_stack(),
-                images=az_images,
                 models=models,
+                image=settings.image,
+                registry_password=config.get_secret("imageRegistryPassword"),
                 thresholds=settings.monitoring.thresholds if settings.monitoring.enabled else None,
             ),
         )
