@@ -92,7 +92,7 @@ def declare(
         from components.azureml import AzureMlModelEndpoint, AzureMlModelEndpointArgs
 
         az_svc = AzureMlModelEndpoint(
-            f"azureml-{base}",
+            f"{base}-azureml",
             AzureMlModelEndpointArgs(
                 model_name=name,
                 plan=plan,
