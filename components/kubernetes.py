@@ -469,15 +469,10 @@ class KubernetesModelService(pulumi.ComponentResource):
 
 
 def _lb_url(status: Any) -> str:
-    try:
-        ing = (status or {}).get("load_balancer", {}).get("ingress") or status.load_balancer.ingress
-    except AttributeError:
-        ing = None
-    if ing:
-        first = ing[0]
-        host = getattr(first, "hostname", None) or getattr(first, "ip", None)
-        if isinstance(first, dict):
-            host = first.get("hostname") or first.get("ip")
+    """The LoadBalancer Service's address (``status.loadBalancer.ingress[0]``) once assigned."""
+    ingress = getattr(getattr(status, "load_balancer", None), "ingress", None) or []
+    for entry in ingress:
+        host = getattr(entry, "hostname", None) or getattr(entry, "ip", None)
         if host:
             return f"http://{host}"
     return "(pending load balancer address)"

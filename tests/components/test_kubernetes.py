@@ -161,3 +161,16 @@ def test_alias_resolves_to_a_versioned_deployment(render, registry: SampleRegist
     out = render(base_config(registry, model={"name": registry.name, "alias": "champion"}))
     assert [d.name for d in out.of_type(DEPLOYMENT)] == [f"fraud-detector-v{registry.versions[-1]}"]
     assert out.outputs["model"]["alias"] == "champion"
+
+
+def test_load_balancer_url_from_the_service_status() -> None:
+    from types import SimpleNamespace as Ns
+
+    from components.kubernetes import _lb_url
+
+    assert _lb_url(Ns(load_balancer=Ns(ingress=[Ns(hostname="a.elb.example.com", ip=None)]))) == (
+        "http://a.elb.example.com"
+    )
+    assert _lb_url(Ns(load_balancer=Ns(ingress=[Ns(hostname=None, ip="203.0.113.7")]))) == "http://203.0.113.7"
+    assert _lb_url(Ns(load_balancer=Ns(ingress=None))).startswith("(pending")
+    assert _lb_url(None).startswith("(pending")
