@@ -51,7 +51,7 @@ import pulumi_azure_native.monitor as monitor
 import pulumi_azure_native.storage as storage
 
 from components.azureml_traffic import EndpointTraffic, traffic_problems
-from components.image import CONTAINER_PORT, PROJECT_ROOT, model_images, serving_env
+from components.image import CONTAINER_PORT, PROJECT_ROOT, registry_images, serving_env
 from components.names import base_name, dns_label, version_name
 from components.registry import ResolvedModel, download_model
 from components.rollout import TrafficPlan
@@ -399,17 +399,15 @@ class AzureMlModelEndpoint(pulumi.ComponentResource):
         if image_mode:
             # the workspace pulls from its own ACR (pushed with the local `az acr login`), or
             # from image.repository with the image registry login
-            repo = cfg.container_registry or args.image.repository
-            password = None if cfg.container_registry else args.registry_password
-            images = model_images(
+            own_acr = cfg.container_registry is not None
+            images = registry_images(
                 "azureml",
                 {v: args.models[v] for v in plan.versions},
                 args.image,
-                f"{repo.rstrip('/')}/{base_name(model)}" if repo else None,
+                cfg.container_registry or args.image.repository,
                 opts=pulumi.ResourceOptions(parent=self),
-                registry_address=repo.split("/")[0] if repo and password is not None else None,
-                registry_username=None if cfg.container_registry else args.image.registry_username,
-                registry_password=password,
+                registry_username=None if own_acr else args.image.registry_username,
+                registry_password=None if own_acr else args.registry_password,
             )
         traffic, mirror = traffic_maps(model, plan)
 

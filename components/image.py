@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pulumi
 
-from components.names import version_name
+from components.names import base_name, version_name
 from components.registry import ResolvedModel, download_model
 from components.settings import ImageSettings
 
@@ -243,3 +243,28 @@ def model_images(
         )
         out[version] = img.ref
     return out
+
+
+def registry_images(
+    prefix: str,
+    models: dict[str, ResolvedModel],
+    image: ImageSettings,
+    registry_root: str | None,
+    opts: pulumi.ResourceOptions | None = None,
+    registry_username: pulumi.Input[str] | None = None,
+    registry_password: pulumi.Input[str] | None = None,
+) -> dict[str, pulumi.Output[str]]:
+    """:func:`model_images` pushed to ``<registry_root>/<model>`` (``ghcr.io/acme/models`` ->
+    ``ghcr.io/acme/models/fraud-detector``), logging in to the root's host when a password is given."""
+    names = {m.name for m in models.values()}
+    repository = f"{registry_root.rstrip('/')}/{base_name(names.pop())}" if registry_root and names else None
+    return model_images(
+        prefix,
+        models,
+        image,
+        repository,
+        opts=opts,
+        registry_address=registry_root.split("/")[0] if registry_root and registry_password is not None else None,
+        registry_username=registry_username,
+        registry_password=registry_password,
+    )

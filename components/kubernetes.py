@@ -26,7 +26,7 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.image import CONTAINER_PORT, RUNTIME_UID, model_images, serving_env
+from components.image import CONTAINER_PORT, RUNTIME_UID, registry_images, serving_env
 from components.names import base_name, dns_label, version_name
 from components.registry import ResolvedModel
 from components.rollout import TrafficPlan, candidate_replicas
@@ -328,14 +328,12 @@ class KubernetesModelService(pulumi.ComponentResource):
         if missing:
             raise ValueError(f"no resolved model for version(s) {', '.join(missing)}")
         base = base_name(model)
-        repo = args.image.repository
-        images = model_images(
+        images = registry_images(
             "k8s",
             {v: args.models[v] for v in plan.versions},
             args.image,
-            f"{repo.rstrip('/')}/{base}" if repo else None,
+            args.image.repository,
             opts=pulumi.ResourceOptions(parent=self),
-            registry_address=repo.split("/")[0] if repo else None,
             registry_username=args.image.registry_username,
             registry_password=args.registry_password,
         )
