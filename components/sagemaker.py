@@ -286,13 +286,26 @@ class AlarmSpec:
     """Keyword arguments of ``aws.cloudwatch.MetricAlarm``."""
 
 
+ALARM_ROLES = (STABLE_VARIANT, CANDIDATE_VARIANT)
+"""The variants the rollback alarms watch: both roles, in every rollout state."""
+
+
 def alarm_specs(
     endpoint: str,
-    variants: Sequence[Variant],
     alarms: SageMakerAlarmSettings,
     thresholds: AlertThresholds,
 ) -> list[AlarmSpec]:
-    """Per variant: the 5XX share of invocations, and p99 ModelLatency (reported in microseconds).
+    """Per variant role (``stable`` and ``candidate``, whether or not a candidate is on trial):
+    the 5XX share of invocations, and p99 ModelLatency (reported in microseconds).
+
+    The alarms never depend on the rollout state, because the Endpoint's ``deployment_config``
+    names them and a change there replaces the live endpoint: in terraform-provider-aws
+    (``internal/service/sagemaker/endpoint.go``, bridged by pulumi-aws 7) ``deployment_config``
+    is ``ForceNew``, and with the endpoint's fixed ``name`` the replacement deletes the serving
+    endpoint first. So the candidate's alarms exist while no candidate does: with no data they
+    stay OK (``notBreaching``), and they cost a few cents a month. The version a variant runs is
+    in the dashboard and the stack outputs, not in the alarm (a description that named it would
+    be an update of every alarm on every promotion).
 
     Thresholds come from ``sagemaker.alarms`` where set, else from ``monitoring.thresholds``.
     Missing data (no traffic) is not a breach: an idle candidate must not roll a deployment back.
@@ -301,8 +314,8 @@ def alarm_specs(
     p99 = alarms.p99_latency_seconds if alarms.p99_latency_seconds is not None else thresholds.p99_latency_seconds
     periods = evaluation_periods(alarms, thresholds)
     out: list[AlarmSpec] = []
-    for v in variants:
-        dims = {"EndpointName": endpoint, "VariantName": v.name}
+    for role in ALARM_ROLES:
+        dims = {"EndpointName": endpoint, "VariantName": role}
         common: dict[str, Any] = {
             "comparison_operator": "GreaterThanThreshold",
             "evaluation_periods": periods,
@@ -311,19 +324,19 @@ def alarm_specs(
             "alarm_actions": list(alarms.actions),
             "ok_actions": list(alarms.actions),
         }
-        name = f"{endpoint}-{v.name}-5xx-ratio"
+        name = f"{endpoint}-{role}-5xx-ratio"
         out.append(
             AlarmSpec(
-                resource_name=f"{endpoint}-{v.name}-errors",
+                resource_name=f"{endpoint}-{role}-errors",
                 name=name,
-                variant=v.name,
+                variant=role,
                 kind="errors",
                 args={
                     **common,
                     "name": name,
                     "alarm_description": (
-                        f"{endpoint}/{v.name} (version {v.version}): 5XX errors above {ratio:.2%} of "
-                        f"invocations for {periods} min; rolls back a deployment in progress"
+                        f"{endpoint}/{role} variant: 5XX errors above {ratio:.2%} of invocations for "
+                        f"{periods} min; rolls back a deployment in progress"
                     ),
                     "threshold": ratio,
                     "metric_queries": [
@@ -339,19 +352,19 @@ def alarm_specs(
                 },
             )
         )
-        name = f"{endpoint}-{v.name}-p99-latency"
+        name = f"{endpoint}-{role}-p99-latency"
         out.append(
             AlarmSpec(
-                resource_name=f"{endpoint}-{v.name}-latency",
+                resource_name=f"{endpoint}-{role}-latency",
                 name=name,
-                variant=v.name,
+                variant=role,
                 kind="latency",
                 args={
                     **common,
                     "name": name,
                     "alarm_description": (
-                        f"{endpoint}/{v.name} (version {v.version}): p99 model latency above {p99:g}s "
-                        f"for {periods} min; rolls back a deployment in progress"
+                        f"{endpoint}/{role} variant: p99 model latency above {p99:g}s for {periods} min; "
+                        "rolls back a deployment in progress"
                     ),
                     "namespace": METRICS_NAMESPACE,
                     "metric_name": "ModelLatency",
@@ -672,7 +685,7 @@ class SageMakerModelService(pulumi.ComponentResource):
         )
 
         # --- rollback alarms, then the endpoint
-        specs = alarm_specs(endpoint, variants, cfg.alarms, args.thresholds)
+        specs = alarm_specs(endpoint, cfg.alarms, args.thresholds)
         alarms = [aws.cloudwatch.MetricAlarm(s.resource_name, **s.args, opts=child) for s in specs]
         warning = baking_warning(cfg, args.thresholds)
         if warning:

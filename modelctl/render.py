@@ -50,6 +50,14 @@ class Declared:
     """Names of the resources it depends on (``depends_on`` and the resources its inputs come from)."""
     provider: str | None = None
     """Name of the explicit provider resource it was declared with (None: the default one)."""
+    property_deps: dict[str, list[str]] = field(default_factory=dict)
+    """Per top-level input: the URNs of the resources whose outputs it was computed from."""
+    options: dict[str, Any] = field(default_factory=dict)
+    """The resource options the engine's diff honours: ``ignoreChanges``, ``replaceOnChanges``
+    (input paths), ``deleteBeforeReplace``, ``retainOnDelete``."""
+    dynamic_provider: str | None = None
+    """A dynamic resource's serialized provider (``__provider``, masked in ``inputs``): what
+    ``modelctl diff`` asks for the provider's own ``diff``. Never written out."""
 
     def as_json(self) -> dict[str, Any]:
         return {"type": self.type, "name": self.name, "parent": self.parent, "inputs": self.inputs}
@@ -70,7 +78,14 @@ class Rendered:
         return found[0]
 
     def kubernetes_manifests(self) -> list[dict[str, Any]]:
-        return [m for r in self.resources if (m := to_manifest(r)) is not None]
+        """Every Kubernetes object, in a stable order (kind, namespace, name)."""
+        manifests = [m for r in self.resources if (m := to_manifest(r)) is not None]
+        return sorted(manifests, key=manifest_file_name)
+
+    def sorted_resources(self) -> list[Declared]:
+        """The resources in an order that depends on what was declared, not on when: by URN
+        (parent types, type and name), so two renders of one config write identical files."""
+        return sorted(self.resources, key=lambda r: (r.urn, r.type, r.name))
 
 
 # --------------------------------------------------------------------------- stack files
@@ -141,6 +156,28 @@ def _name_of(urn: str) -> str | None:
     return urn.split("::")[-1]
 
 
+def _dynamic_provider(inputs: Mapping[str, Any]) -> str | None:
+    from pulumi.runtime import rpc
+
+    value = inputs.get("__provider")
+    if isinstance(value, dict) and value.get(rpc._special_sig_key) == rpc._special_secret_sig:
+        value = value.get("value")
+    return value if isinstance(value, str) else None
+
+
+def _options(request: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if list(request.ignoreChanges):
+        out["ignoreChanges"] = list(request.ignoreChanges)
+    if list(request.replaceOnChanges):
+        out["replaceOnChanges"] = list(request.replaceOnChanges)
+    if request.deleteBeforeReplace:
+        out["deleteBeforeReplace"] = True
+    if request.HasField("retainOnDelete") and request.retainOnDelete:
+        out["retainOnDelete"] = True
+    return out
+
+
 def _make_mocks() -> Any:
     import pulumi
 
@@ -178,6 +215,11 @@ def _make_monitor(mocks: Any, rendered: Rendered) -> Any:
                         urn=resp.urn,
                         depends_on=[u.split("::")[-1] for u in request.dependencies],
                         provider=request.provider.split("::")[-2] if request.provider else None,
+                        property_deps={
+                            k: sorted(v.urns) for k, v in request.propertyDependencies.items() if list(v.urns)
+                        },
+                        options=_options(request),
+                        dynamic_provider=_dynamic_provider(inputs),
                     )
                 )
             return resp
@@ -282,13 +324,21 @@ def to_manifest(r: Declared) -> dict[str, Any] | None:
     return manifest
 
 
+def manifest_file_name(m: Mapping[str, Any]) -> str:
+    """``<kind>-<namespace>-<name>.yaml`` (cluster-scoped: ``<kind>-<name>.yaml``): a name that
+    follows from the object itself, so renders of one config name their files alike."""
+    meta = m.get("metadata") or {}
+    parts = [str(m.get("kind", "object")).lower(), meta.get("namespace"), meta.get("name", "unnamed")]
+    return "-".join(str(p) for p in parts if p) + ".yaml"
+
+
 def write_outputs(rendered: Rendered, out: Path) -> list[Path]:
     """Write resources.json, outputs.json and the Kubernetes manifests; return the paths."""
     from ruamel.yaml import YAML
 
     out.mkdir(parents=True, exist_ok=True)
     written = [out / "resources.json", out / "outputs.json"]
-    written[0].write_text(json.dumps([r.as_json() for r in rendered.resources], indent=2) + "\n")
+    written[0].write_text(json.dumps([r.as_json() for r in rendered.sorted_resources()], indent=2) + "\n")
     written[1].write_text(json.dumps(rendered.outputs, indent=2, sort_keys=True) + "\n")
     kdir = out / "kubernetes"
     if kdir.exists():
@@ -299,9 +349,14 @@ def write_outputs(rendered: Rendered, out: Path) -> list[Path]:
         kdir.mkdir(exist_ok=True)
         yaml = YAML()
         yaml.default_flow_style = False
-        for i, m in enumerate(manifests, 1):
-            name = m.get("metadata", {}).get("name", f"object{i}")
-            p = kdir / f"{i:02d}-{str(m.get('kind', 'object')).lower()}-{name}.yaml"
+        seen: set[str] = set()
+        for m in manifests:
+            file_name = manifest_file_name(m)
+            if file_name in seen:  # same kind/namespace/name in two API groups
+                group = str(m.get("apiVersion", "")).split("/")[0].replace(".", "-")
+                file_name = file_name.removesuffix(".yaml") + f"-{group}.yaml"
+            seen.add(file_name)
+            p = kdir / file_name
             with p.open("w") as fh:
                 yaml.dump(m, fh)
             written.append(p)

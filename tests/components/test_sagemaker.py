@@ -265,9 +265,8 @@ def test_partitions_and_urls() -> None:
 
 
 def test_alarm_thresholds_follow_monitoring_unless_overridden() -> None:
-    vs = plan_variants(plan_traffic("7", CandidateSettings(version="8", percent=10)), sm())
     thresholds = AlertThresholds(error_ratio=0.02, p99_latency_seconds=0.25, **{"for": "3m"})
-    specs = alarm_specs("ep", vs, SageMakerAlarmSettings(), thresholds)
+    specs = alarm_specs("ep", SageMakerAlarmSettings(), thresholds)
     assert {(s.variant, s.kind) for s in specs} == {
         (v, k) for v in (STABLE_VARIANT, CANDIDATE_VARIANT) for k in ("errors", "latency")
     }
@@ -285,7 +284,7 @@ def test_alarm_thresholds_follow_monitoring_unless_overridden() -> None:
             assert s.args["threshold"] == pytest.approx(250_000)
             assert (s.args["metric_name"], s.args["extended_statistic"]) == ("ModelLatency", "p99")
     over = alarm_specs(
-        "ep", vs, SageMakerAlarmSettings(error_ratio=0.1, p99_latency_seconds=2, evaluation_minutes=7), thresholds
+        "ep", SageMakerAlarmSettings(error_ratio=0.1, p99_latency_seconds=2, evaluation_minutes=7), thresholds
     )
     assert {s.args["threshold"] for s in over} == {0.1, 2_000_000}
     assert {s.args["evaluation_periods"] for s in over} == {7}

@@ -124,18 +124,33 @@ def test_endpoint_points_at_the_config_with_guarded_updates(rendered: dict[str, 
         "type": "ALL_AT_ONCE",
         "waitIntervalInSeconds": 300,
     }
-    # auto-rollback on exactly the alarms declared here: 5XX ratio and p99 latency per variant
+    # auto-rollback on exactly the alarms declared here: 5XX ratio and p99 latency for both variant
+    # roles in every state (a candidate's alarms exist before it does: the list never changes,
+    # because a change of deployment_config replaces the endpoint)
     alarm_names = {a.inputs["name"] for a in out.of_type(ALARM)}
     assert {a["alarmName"] for a in dc["autoRollbackConfiguration"]["alarms"]} == alarm_names
     live = set(variants(out)) | set(variants(out, "shadowProductionVariants"))
-    assert alarm_names == {f"fraud-detector-{v}-{k}" for v in live for k in ("5xx-ratio", "p99-latency")}
+    roles = {"stable", "candidate"}
+    assert live <= roles
+    assert alarm_names == {f"fraud-detector-{v}-{k}" for v in roles for k in ("5xx-ratio", "p99-latency")}
     for a in out.of_type(ALARM):
         dims = a.inputs.get("dimensions") or a.inputs["metricQueries"][0]["metric"]["dimensions"]
-        assert dims["EndpointName"] == "fraud-detector" and dims["VariantName"] in live
+        assert dims["EndpointName"] == "fraud-detector" and dims["VariantName"] in roles
     # the endpoint is declared after what it needs: the role's policy, the alarms, the log group
     assert set(ep.depends_on) >= {"fraud-detector-sm-execution", "fraud-detector-sm-logs"} | {
         a.name for a in out.of_type(ALARM)
     }
+
+
+def test_endpoint_inputs_are_identical_in_every_rollout_state(rendered: dict[str, Rendered]) -> None:
+    """Every input of the Endpoint but the config it points at is the same whatever the candidate:
+    ``deployment_config`` and ``name`` force a (delete-first) replacement of the live endpoint."""
+    shapes = {
+        scenario: {k: v for k, v in the(out, ENDPOINT).inputs.items() if k != "endpointConfigName"}
+        for scenario, out in rendered.items()
+    }
+    assert len({json.dumps(s, sort_keys=True) for s in shapes.values()}) == 1, shapes
+    assert len(rendered) >= 5
 
 
 def test_stable_model_identical_with_and_without_a_candidate(rendered: dict[str, Rendered]) -> None:
