@@ -6,6 +6,7 @@
     python -m modelctl promote  --stack prod --finish
     python -m modelctl rollback --stack prod [--to 7]
     python -m modelctl status   --stack prod
+    python -m modelctl diff     --stack prod [--from A.yaml] [--to B.yaml] [--json]
 
 Exit codes: 0 ok, 1 refused (bad config, unknown version, nothing to roll back), 2 usage.
 """
@@ -59,6 +60,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--to", help="the version to roll back to (default: the one the stack ran before)")
     p.add_argument("--dry-run", action="store_true", help="print the diff, write nothing")
 
+    p = sub.add_parser(
+        "diff",
+        help="what `pulumi up` would create, update, replace or delete for a config edit (offline)",
+        description=(
+            "Render two stack files under the mock runtime and print, per resource, create / delete / "
+            "update (changed inputs) / replace (the input that forces it, and where that rule was read)."
+        ),
+    )
+    p.add_argument("--stack", required=True, help="stack name (Pulumi.<stack>.yaml)")
+    p.add_argument(
+        "--from", dest="from_file", type=Path, help="the stack file before the edit (default: the committed one, HEAD)"
+    )
+    p.add_argument("--to", dest="to_file", type=Path, help="the stack file after the edit (default: the working copy)")
+    p.add_argument("--json", action="store_true", help='print [{"type", "name", "action", "paths"}, ...]')
+
     p = sub.add_parser("status", help="stable, candidate, strategy, percent and what the registry says")
     _add_stack_args(p)
     return parser
@@ -91,6 +107,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from modelctl.stackops import rollback
 
             return rollback(args.stack, args.config, to=args.to, dry_run=args.dry_run)
+        if args.command == "diff":
+            from modelctl.diff import diff_command
+
+            return diff_command(args.stack, args.from_file, args.to_file, as_json=args.json)
         if args.command == "status":
             from modelctl.stackops import status
 

@@ -1,0 +1,367 @@
+"""What ``pulumi up`` would do with a config edit, worked out offline.
+
+``python -m modelctl diff --stack prod --from A.yaml --to B.yaml`` renders both configs under the
+mock runtime (:func:`modelctl.render.run_program`) and compares what they declare, resource by
+resource (matched by URN, as the engine matches them):
+
+* ``create`` / ``delete``: a URN only one side declares;
+* ``update``: inputs changed, none of which forces a replacement (the changed input paths);
+* ``replace``: an input changed that the provider cannot update in place. Which inputs those
+  are comes from :mod:`modelctl.replacements` (a table per resource type, each entry citing the
+  provider source it was read from); a dynamic resource's own provider ``diff`` is asked
+  directly; a resource whose explicit provider is replaced is replaced too (as the engine does);
+* an input computed from a replaced resource (its new name, id or ARN) counts as changed, so a
+  replacement propagates to what refers to it, as it does in a real preview.
+
+The mock runtime shows inputs only, so this answers "which kind of change", not "what the cloud
+does during it": an ``update`` of a SageMaker Endpoint is still a blue/green deployment, a
+Kubernetes Deployment whose pod template changes rolls its pods. :func:`restarts` names those.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import subprocess
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from modelctl.cli import CommandError
+from modelctl.render import Declared, Rendered
+from modelctl.replacements import forces_replacement, rule_for
+
+COMPUTED = "<computed>"
+"""Stands for an input whose value comes from a replaced resource (unknown until it exists)."""
+DYNAMIC_TYPE = "pulumi-python:dynamic:Resource"
+PROVIDER_PREFIX = "pulumi:providers:"
+ACTIONS = ("create", "replace", "update", "delete")
+MAX_PATHS = 8
+_INDEX = re.compile(r"\[[^\]]*\]")
+
+
+@dataclass(frozen=True)
+class ResourceChange:
+    type: str
+    name: str
+    action: str
+    """``create`` | ``delete`` | ``update`` | ``replace``."""
+    paths: tuple[str, ...] = ()
+    """The changed input paths (``update``/``replace``), dotted, with list indices."""
+    reason: str = ""
+    """``replace``: the input that forces it and where that rule was read."""
+    delete_first: bool = False
+    """``replace``: the old one goes before the new one exists (a fixed physical name)."""
+    urn: str = ""
+
+    def as_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"type": self.type, "name": self.name, "action": self.action, "paths": list(self.paths)}
+        if self.action == "replace":
+            out["reason"] = self.reason
+            out["deleteBeforeReplace"] = self.delete_first
+        return out
+
+
+@dataclass
+class StackDiff:
+    changes: list[ResourceChange] = field(default_factory=list)
+    unchanged: int = 0
+
+    def of(self, action: str) -> list[ResourceChange]:
+        return [c for c in self.changes if c.action == action]
+
+    def find(self, name: str, type_: str | None = None) -> ResourceChange | None:
+        """The change of the resource named ``name`` (None: unchanged or not declared)."""
+        found = [c for c in self.changes if c.name == name and (type_ is None or c.type == type_)]
+        if len(found) > 1:
+            raise KeyError(f"{len(found)} changed resources named {name!r}")
+        return found[0] if found else None
+
+    def summary(self) -> str:
+        counts = [f"{len(self.of(a))} to {a}" for a in ACTIONS if self.of(a)]
+        return ", ".join([*counts, f"{self.unchanged} unchanged"])
+
+
+# --------------------------------------------------------------------------- paths
+
+
+def changed_paths(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """The leaf paths where two input values differ (``a.b[2].c``); a key or list element
+    present on one side only is a change at its own path."""
+    if isinstance(old, Mapping) and isinstance(new, Mapping):
+        out: list[str] = []
+        for key in sorted(set(old) | set(new), key=str):
+            sub = f"{prefix}.{key}" if prefix else str(key)
+            if key not in old or key not in new:
+                if old.get(key) is None and new.get(key) is None:
+                    continue  # absent and null are the same input to the engine
+                out.append(sub)
+            else:
+                out.extend(changed_paths(old[key], new[key], sub))
+        return out
+    if isinstance(old, list) and isinstance(new, list):
+        out = []
+        for i in range(max(len(old), len(new))):
+            sub = f"{prefix}[{i}]"
+            if i >= len(old) or i >= len(new):
+                out.append(sub)
+            else:
+                out.extend(changed_paths(old[i], new[i], sub))
+        return out
+    return [] if old == new else [prefix or "."]
+
+
+def strip_indices(path: str) -> str:
+    return _INDEX.sub("", path)
+
+
+def under(path: str, prefix: str) -> bool:
+    """Whether ``path`` is ``prefix`` or inside it, on path-component boundaries (list indices
+    and ``[*]`` ignored): ``spec.selector.matchLabels`` is under ``spec.selector``,
+    ``spec.selectorX`` is not."""
+    p, q = strip_indices(path), strip_indices(prefix)
+    return p == q or p.startswith(q + ".")
+
+
+# --------------------------------------------------------------------------- classification
+
+
+def _dynamic_diff(old: Declared, new: Declared, news: dict[str, Any]) -> tuple[list[str], list[str], bool]:
+    """Ask the dynamic resource's own provider: (changed keys, replacing keys, delete first)."""
+    import dill
+
+    if new.dynamic_provider is None:
+        raise ValueError(f"{new.name}: dynamic resource without a provider")
+    provider = dill.loads(base64.b64decode(new.dynamic_provider))
+    olds = {k: v for k, v in old.inputs.items() if k != "__provider"}
+    news = {k: v for k, v in news.items() if k != "__provider"}
+    result = provider.diff(f"{old.name}-id", olds, news)
+    changed = sorted({*(result.replaces or []), *changed_top_level(olds, news)}) if result.changes else []
+    return changed, list(result.replaces or []), bool(result.delete_before_replace)
+
+
+def changed_top_level(olds: Mapping[str, Any], news: Mapping[str, Any]) -> list[str]:
+    return [k for k in sorted(set(olds) | set(news)) if olds.get(k) != news.get(k)]
+
+
+def classify(
+    old: Declared,
+    new: Declared,
+    replaced: Mapping[str, ResourceChange],
+) -> ResourceChange | None:
+    """The change the engine would make to one resource both renders declare (None: same)."""
+
+    def change(action: str, paths: Sequence[str], reason: str = "", delete_first: bool = False) -> ResourceChange:
+        return ResourceChange(new.type, new.name, action, tuple(paths), reason, delete_first, new.urn)
+
+    ignore = [str(p) for p in new.options.get("ignoreChanges", [])]
+    news = dict(new.inputs)
+    from_replaced: list[str] = []
+    for prop, urns in new.property_deps.items():
+        gone = [replaced[u].name for u in urns if u in replaced]
+        if gone and prop in news:
+            news[prop] = COMPUTED
+            from_replaced.append(prop)
+
+    # A resource goes with its explicit provider when that provider is replaced.
+    prov = next((c for c in replaced.values() if new.provider and c.name == new.provider and
+                 c.type.startswith(PROVIDER_PREFIX)), None)
+    if prov is not None:
+        return change("replace", ["<provider>"], f"its provider {prov.name} is replaced")
+    if (old.provider or None) != (new.provider or None):
+        return change("replace", ["<provider>"], f"provider {old.provider} -> {new.provider}")
+
+    if new.type == DYNAMIC_TYPE:
+        changed, replaces, dbr = _dynamic_diff(old, new, news)
+        changed = [p for p in changed if not any(under(p, i) for i in ignore)]
+        if not changed:
+            return None
+        replaces = [p for p in replaces if p in changed]
+        if replaces:
+            return change("replace", changed, f"the dynamic provider's own diff replaces on {', '.join(replaces)}", dbr)
+        return change("update", changed)
+
+    paths = changed_paths(old.inputs, news)
+    paths = [p for p in paths if not any(under(p, i) for i in ignore)]
+    if not paths:
+        return None
+    rule = rule_for(new.type)
+    forced: list[str] = []
+    reasons: list[str] = []
+    for p in paths:
+        by_option = next((r for r in new.options.get("replaceOnChanges", []) if under(p, str(r))), None)
+        if by_option is not None:
+            forced.append(p)
+            reasons.append(f"{p} (replaceOnChanges {by_option})")
+            continue
+        if rule is None:
+            forced.append(p)
+            reasons.append(f"{p} (no replacement rule for {new.type}: assumed to replace)")
+            continue
+        hit = forces_replacement(new.type, p)
+        if hit is not None:
+            forced.append(p)
+            reasons.append(f"{p} (forces new: {hit})")
+    if not forced:
+        return change("update", paths)
+    delete_first = bool(new.options.get("deleteBeforeReplace"))
+    if rule is not None and rule.delete_before_replace is not None:
+        delete_first = delete_first or _is_set(new.inputs, rule.delete_before_replace)
+    source = f"; rule read from {rule.source}" if rule is not None else ""
+    return change("replace", paths, "; ".join(dict.fromkeys(reasons)) + source, delete_first)
+
+
+def _is_set(inputs: Mapping[str, Any], path: str) -> bool:
+    value: Any = inputs
+    for part in path.split("."):
+        if not isinstance(value, Mapping) or part not in value:
+            return False
+        value = value[part]
+    return value not in (None, "")
+
+
+def _custom(rendered: Rendered) -> dict[str, Declared]:
+    out: dict[str, Declared] = {}
+    for r in rendered.resources:
+        if r.custom:
+            if r.urn in out:
+                raise ValueError(f"two resources with URN {r.urn}")
+            out[r.urn] = r
+    return out
+
+
+def _dependency_order(resources: Iterable[Declared]) -> Iterator[Declared]:
+    """Dependencies first (providers, then what their outputs flow into), stable otherwise."""
+    pending = list(resources)
+    urns = {r.urn for r in pending}
+    done: set[str] = set()
+    names = {r.name: r.urn for r in pending}
+
+    def deps(r: Declared) -> set[str]:
+        out = {u for us in r.property_deps.values() for u in us}
+        if r.provider and r.provider in names:
+            out.add(names[r.provider])
+        return out & urns
+
+    while pending:
+        ready = [r for r in pending if deps(r) <= done] or pending[:1]  # a cycle cannot happen; never stall
+        for r in ready:
+            done.add(r.urn)
+            yield r
+        pending = [r for r in pending if r.urn not in done]
+
+
+def diff_renders(old: Rendered, new: Rendered) -> StackDiff:
+    """Compare two renders of a stack as the engine would compare state with a new program run."""
+    olds, news = _custom(old), _custom(new)
+    result = StackDiff()
+    replaced: dict[str, ResourceChange] = {}
+    for r in _dependency_order(sorted(news.values(), key=lambda d: d.urn)):
+        if r.urn not in olds:
+            result.changes.append(ResourceChange(r.type, r.name, "create", urn=r.urn))
+            continue
+        change = classify(olds[r.urn], r, replaced)
+        if change is None:
+            result.unchanged += 1
+            continue
+        if change.action == "replace":
+            replaced[r.urn] = change
+        result.changes.append(change)
+    for urn in sorted(set(olds) - set(news)):
+        d = olds[urn]
+        result.changes.append(ResourceChange(d.type, d.name, "delete", urn=urn))
+    order = {a: i for i, a in enumerate(ACTIONS)}
+    result.changes.sort(key=lambda c: (order[c.action], c.type, c.name))
+    return result
+
+
+# --------------------------------------------------------------------------- what a change does
+
+
+def restarts(change: ResourceChange) -> str | None:
+    """What a change does to running model servers beyond its action, where the action alone
+    does not say it (None: nothing restarts)."""
+    if change.action in ("replace", "delete"):
+        return f"{change.action}s {change.name}"
+    if change.action != "update":
+        return None
+    if change.type == "kubernetes:apps/v1:Deployment" and any(under(p, "spec.template") for p in change.paths):
+        return "rolls the Deployment's pods (pod template changed)"
+    if change.type == "aws:sagemaker/endpoint:Endpoint" and any(
+        under(p, "endpointConfigName") for p in change.paths
+    ):
+        return "SageMaker deploys the new endpoint config (blue/green, with the rollback alarms)"
+    if change.type == "azure-native:machinelearningservices:OnlineDeployment":
+        return "Azure ML rolls the deployment's instances"
+    return None
+
+
+# --------------------------------------------------------------------------- printing
+
+
+def format_text(diff: StackDiff) -> str:
+    marks = {"create": "+", "delete": "-", "update": "~", "replace": "+-"}
+    lines: list[str] = []
+    for c in diff.changes:
+        head = f"{marks[c.action]:>2} {c.action:<8} {c.type}  {c.name}"
+        lines.append(head)
+        if c.paths:
+            lines.append(f"      inputs: {_wrap(c.paths)}")
+        if c.action == "replace":
+            lines.append(f"      because: {c.reason}")
+            if c.delete_first:
+                lines.append("      delete-before-replace: the old one is deleted before the new one exists (downtime)")
+        effect = restarts(c)
+        if effect and c.action == "update":
+            lines.append(f"      note: {effect}")
+    lines.append(diff.summary())
+    return "\n".join(lines)
+
+
+def _wrap(paths: Sequence[str]) -> str:
+    """The paths, the first ``MAX_PATHS`` of them."""
+    shown = list(paths[:MAX_PATHS])
+    if len(paths) > MAX_PATHS:
+        shown.append(f"... ({len(paths) - MAX_PATHS} more)")
+    return ", ".join(shown)
+
+
+# --------------------------------------------------------------------------- the command
+
+
+def committed_stack_file(stack: str, root: Path, dest: Path) -> Path:
+    """The stack file as committed at HEAD, copied to ``dest`` (what ``--from`` defaults to)."""
+    name = f"Pulumi.{stack}.yaml"
+    try:
+        proc = subprocess.run(
+            ["git", "-C", str(root), "show", f"HEAD:./{name}"], capture_output=True, text=True, timeout=30
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise CommandError(f"cannot read the committed {name} with git ({exc}); pass --from FILE") from exc
+    if proc.returncode != 0:
+        why = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"git exited {proc.returncode}"
+        raise CommandError(f"no committed {name} in {root} ({why}); pass --from FILE")
+    dest.write_text(proc.stdout)
+    return dest
+
+
+def diff_command(stack: str, from_file: Path | None, to_file: Path | None, *, as_json: bool) -> int:
+    """``modelctl diff``: render both stack files and print what ``pulumi up`` would do."""
+    from modelctl.commands import render_stack
+    from modelctl.render import PROJECT_ROOT, stack_file
+
+    with tempfile.TemporaryDirectory(prefix="modelctl-diff-") as tmp:
+        old_path = from_file or committed_stack_file(stack, PROJECT_ROOT, Path(tmp) / f"Pulumi.{stack}.yaml")
+        new_path = to_file or stack_file(stack)
+        old = render_stack(stack, old_path)
+        new = render_stack(stack, new_path)
+    result = diff_renders(old, new)
+    if as_json:
+        print(json.dumps([c.as_json() for c in result.changes], indent=2))
+    else:
+        print(f"stack {stack}: {old_path} -> {new_path}")
+        print(format_text(result))
+    return 0

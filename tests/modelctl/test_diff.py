@@ -1,0 +1,139 @@
+"""``modelctl diff``: the offline answer to "what would `pulumi up` do with this edit"."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from ruamel.yaml import YAML
+
+from modelctl.cli import CommandError
+from modelctl.diff import ResourceChange, changed_paths, classify, committed_stack_file, under
+from modelctl.render import Declared
+from modelctl.sample import SampleRegistry
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_changed_paths_are_leaves_with_indices() -> None:
+    old = {"a": {"b": 1, "c": [1, 2]}, "d": "x", "gone": 1, "null": None}
+    new = {"a": {"b": 2, "c": [1, 2, 3]}, "d": "x", "added": {"k": 1}}
+    assert changed_paths(old, new) == ["a.b", "a.c[2]", "added", "gone"]
+    assert changed_paths({"x": [{"y": 1}]}, {"x": [{"y": 2}]}) == ["x[0].y"]
+    assert changed_paths({"a": 1}, {"a": 1}) == []
+
+
+def test_under_matches_whole_path_components_only() -> None:
+    assert under("spec.selector.matchLabels.app", "spec.selector")
+    assert under("spec.selector", "spec.selector")
+    assert under("productionVariants[1].initialVariantWeight", "productionVariants")
+    assert under("spec.rules[0].backendRefs[1].weight", "spec.rules[*].backendRefs")
+    assert not under("spec.selectorX", "spec.selector")
+    assert not under("spec", "spec.selector")
+
+
+def declared(type_: str, name: str, inputs: dict[str, Any], **kw: Any) -> Declared:
+    return Declared(type=type_, name=name, parent=None, inputs=inputs, custom=True, urn=f"urn::{type_}::{name}", **kw)
+
+
+def test_a_forcing_input_replaces_and_a_fixed_name_deletes_first() -> None:
+    ep = "aws:sagemaker/endpoint:Endpoint"
+    old = declared(ep, "e", {"name": "fraud", "endpointConfigName": "c1", "deploymentConfig": {"a": 1}})
+    assert classify(old, declared(ep, "e", {**old.inputs, "endpointConfigName": "c2"}), {}) == ResourceChange(
+        ep, "e", "update", ("endpointConfigName",), urn=old.urn
+    )
+    change = classify(old, declared(ep, "e", {**old.inputs, "deploymentConfig": {"a": 2}}), {})
+    assert change is not None and change.action == "replace" and change.delete_first
+    assert "deploymentConfig" in change.reason
+
+
+def test_ignore_changes_and_replace_on_changes_options_are_honoured() -> None:
+    t = "gcp:vertex/aiEndpoint:AiEndpoint"
+    old = declared(t, "ep", {"trafficSplit": {"a": 100}, "description": "x"})
+    new = declared(t, "ep", {"trafficSplit": {"a": 50, "b": 50}, "description": "x"},
+                   options={"ignoreChanges": ["trafficSplit"]})
+    assert classify(old, new, {}) is None
+    newer = declared(t, "ep", {"trafficSplit": {"a": 100}, "description": "y"},
+                     options={"replaceOnChanges": ["description"]})
+    change = classify(old, newer, {})
+    assert change is not None and change.action == "replace" and "replaceOnChanges" in change.reason
+
+
+def test_an_input_computed_from_a_replaced_resource_changes() -> None:
+    """A replaced Model gets a new name, so the endpoint config naming it changes too."""
+    cfg_type = "aws:sagemaker/endpointConfiguration:EndpointConfiguration"
+    model_urn = "urn::aws:sagemaker/model:Model::m"
+    inputs = {"productionVariants": [{"modelName": "m-1"}]}
+    old = declared(cfg_type, "c", inputs)
+    new = declared(cfg_type, "c", inputs, property_deps={"productionVariants": [model_urn]})
+    assert classify(old, new, {}) is None
+    replaced = {model_urn: ResourceChange("aws:sagemaker/model:Model", "m", "replace", urn=model_urn)}
+    change = classify(old, new, replaced)
+    assert change is not None and change.action == "replace"
+
+
+def test_committed_stack_file_reads_head_not_the_working_copy(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git = ["git", "-C", str(repo), "-c", "user.email=t@e", "-c", "user.name=t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    (repo / "Pulumi.prod.yaml").write_text("config: {a: 1}\n")
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-qm", "x"], check=True)
+    (repo / "Pulumi.prod.yaml").write_text("config: {a: 2}\n")
+    got = committed_stack_file("prod", repo, tmp_path / "old.yaml")
+    assert got.read_text() == "config: {a: 1}\n"
+    with pytest.raises(CommandError, match=r"no committed Pulumi.dev.yaml .*--from"):
+        committed_stack_file("dev", repo, tmp_path / "dev.yaml")
+
+
+def stack_file(registry: SampleRegistry, path: Path, candidate: dict[str, Any] | None) -> Path:
+    """The shipped prod example pointed at the test registry, with ``candidate``."""
+    yml = YAML()
+    data = yml.load((ROOT / "Pulumi.prod.yaml").read_text())
+    data["config"]["mlflow-deploy:mlflow"]["trackingUri"] = registry.tracking_uri
+    data["config"]["mlflow-deploy:model"]["version"] = "1"
+    if candidate:
+        data["config"]["mlflow-deploy:candidate"] = candidate
+    with path.open("w") as fh:
+        yml.dump(data, fh)
+    return path
+
+
+def modelctl(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "modelctl", *args], cwd=ROOT, capture_output=True, text=True, timeout=300,
+        env=dict(os.environ),
+    )
+
+
+def test_the_command_prints_the_prod_example_canary_as_json_and_text(registry: SampleRegistry, tmp_path: Path) -> None:
+    a = stack_file(registry, tmp_path / "a.yaml", None)
+    b = stack_file(registry, tmp_path / "b.yaml", {"version": "2", "strategy": "canary", "percent": 10})
+    proc = modelctl("diff", "--stack", "prod", "--from", str(a), "--to", str(b), "--json")
+    assert proc.returncode == 0, proc.stderr
+    changes = json.loads(proc.stdout)
+    assert all({"type", "name", "action", "paths"} <= set(c) for c in changes)
+    by_name = {c["name"]: c for c in changes}
+    assert by_name["fraud-detector-sm-endpoint"]["action"] == "update"
+    assert by_name["fraud-detector-sm-endpoint"]["paths"] == ["endpointConfigName"]
+    assert by_name["fraud-detector-v2"]["action"] == "create"
+    assert not [c for c in changes if c["action"] == "delete"]
+    text = modelctl("diff", "--stack", "prod", "--from", str(a), "--to", str(b))
+    assert text.returncode == 0, text.stderr
+    assert "~ update   aws:sagemaker/endpoint:Endpoint  fraud-detector-sm-endpoint" in text.stdout
+    assert text.stdout.rstrip().splitlines()[-1].endswith("unchanged")
+
+
+def test_the_command_fails_in_one_line_on_a_bad_config(registry: SampleRegistry, tmp_path: Path) -> None:
+    a = stack_file(registry, tmp_path / "a.yaml", None)
+    b = stack_file(registry, tmp_path / "b.yaml", {"version": "2", "strategy": "canary", "percent": 150})
+    proc = modelctl("diff", "--stack", "prod", "--from", str(a), "--to", str(b))
+    assert proc.returncode == 1
+    assert "mlflow-deploy:candidate.percent" in proc.stderr
+    assert "Traceback" not in proc.stderr
