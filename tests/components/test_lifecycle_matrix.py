@@ -16,6 +16,7 @@ providers' own replacement rules). What must hold on every edit:
 from __future__ import annotations
 
 import copy
+import itertools
 import json
 import re
 from collections.abc import Callable
@@ -62,7 +63,13 @@ AZUREML = {
     "containerRegistry": "acmeml.azurecr.io",
     "tags": {"team": "risk"},
 }
-VERTEX = {"project": "acme-ml", "region": "europe-west4", "minReplicas": 1, "maxReplicas": 3, "labels": {"team": "risk"}}
+VERTEX = {
+    "project": "acme-ml",
+    "region": "europe-west4",
+    "minReplicas": 1,
+    "maxReplicas": 3,
+    "labels": {"team": "risk"},
+}
 
 
 def prod_example() -> dict[str, Any]:
@@ -191,7 +198,7 @@ CASES = [
 def test_rollout_walk_never_disturbs_what_serves(renders: Renders, target: str, walk: str) -> None:
     states = WALKS[walk]
     problems: list[str] = []
-    for before, after in zip(states, states[1:], strict=False):
+    for before, after in itertools.pairwise(states):
         diff = diff_renders(renders(target, before), renders(target, after))
         problems += [f"{describe(before)} -> {describe(after)}: {p}" for p in check_transition(diff, before, after)]
     assert not problems, "\n".join(problems)
