@@ -32,7 +32,7 @@ from typing import Any
 
 from modelctl.cli import CommandError
 from modelctl.render import Declared, Rendered
-from modelctl.replacements import forces_replacement, rule_for
+from modelctl.replacements import replacements, rule_for
 
 COMPUTED = "<computed>"
 """Stands for an input whose value comes from a replaced resource (unknown until it exists)."""
@@ -189,29 +189,20 @@ def classify(
     if not paths:
         return None
     rule = rule_for(new.type)
-    forced: list[str] = []
     reasons: list[str] = []
-    for p in paths:
-        by_option = next((r for r in new.options.get("replaceOnChanges", []) if under(p, str(r))), None)
-        if by_option is not None:
-            forced.append(p)
-            reasons.append(f"{p} (replaceOnChanges {by_option})")
-            continue
-        if rule is None:
-            forced.append(p)
-            reasons.append(f"{p} (no replacement rule for {new.type}: assumed to replace)")
-            continue
-        hit = forces_replacement(new.type, p)
-        if hit is not None:
-            forced.append(p)
-            reasons.append(f"{p} (forces new: {hit})")
-    if not forced:
+    by_option = [str(r) for r in new.options.get("replaceOnChanges", []) if any(under(p, str(r)) for p in paths)]
+    reasons += [f"replaceOnChanges {r}" for r in by_option]
+    if rule is None:
+        reasons.append(f"no replacement rule is known for {new.type}: assumed to replace")
+    else:
+        reasons += [f"{r} forces a new resource" for r in replacements(new.type, old.inputs, news)]
+    if not reasons:
         return change("update", paths)
     delete_first = bool(new.options.get("deleteBeforeReplace"))
     if rule is not None and rule.delete_before_replace is not None:
         delete_first = delete_first or _is_set(new.inputs, rule.delete_before_replace)
-    source = f"; rule read from {rule.source}" if rule is not None else ""
-    return change("replace", paths, "; ".join(dict.fromkeys(reasons)) + source, delete_first)
+    source = f" ({rule.source})" if rule is not None else ""
+    return change("replace", paths, "; ".join(reasons) + source, delete_first)
 
 
 def _is_set(inputs: Mapping[str, Any], path: str) -> bool:

@@ -43,13 +43,20 @@ def declared(type_: str, name: str, inputs: dict[str, Any], **kw: Any) -> Declar
 
 def test_a_forcing_input_replaces_and_a_fixed_name_deletes_first() -> None:
     ep = "aws:sagemaker/endpoint:Endpoint"
-    old = declared(ep, "e", {"name": "fraud", "endpointConfigName": "c1", "deploymentConfig": {"a": 1}})
+    rollback = {"autoRollbackConfiguration": {"alarms": [{"alarmName": "a"}]}}
+    old = declared(ep, "e", {"name": "fraud", "endpointConfigName": "c1", "deploymentConfig": rollback})
     assert classify(old, declared(ep, "e", {**old.inputs, "endpointConfigName": "c2"}), {}) == ResourceChange(
         ep, "e", "update", ("endpointConfigName",), urn=old.urn
     )
-    change = classify(old, declared(ep, "e", {**old.inputs, "deploymentConfig": {"a": 2}}), {})
-    assert change is not None and change.action == "replace" and change.delete_first
-    assert "deploymentConfig" in change.reason
+    renamed = classify(old, declared(ep, "e", {**old.inputs, "name": "fraud-2"}), {})
+    assert renamed is not None and renamed.action == "replace" and renamed.delete_first
+    assert "name forces a new resource" in renamed.reason and "endpoint.go" in renamed.reason
+    # the rollback block is ForceNew as a whole (MaxItems 1), its alarm list is not
+    more_alarms = {"autoRollbackConfiguration": {"alarms": [{"alarmName": "a"}, {"alarmName": "b"}]}}
+    grown = classify(old, declared(ep, "e", {**old.inputs, "deploymentConfig": more_alarms}), {})
+    assert grown is not None and grown.action == "update"
+    dropped = classify(old, declared(ep, "e", {**old.inputs, "deploymentConfig": {}}), {})
+    assert dropped is not None and dropped.action == "replace" and dropped.delete_first
 
 
 def test_ignore_changes_and_replace_on_changes_options_are_honoured() -> None:
