@@ -298,14 +298,18 @@ def alarm_specs(
     """Per variant role (``stable`` and ``candidate``, whether or not a candidate is on trial):
     the 5XX share of invocations, and p99 ModelLatency (reported in microseconds).
 
-    The alarms never depend on the rollout state, because the Endpoint's ``deployment_config``
-    names them and a change there replaces the live endpoint: in terraform-provider-aws
-    (``internal/service/sagemaker/endpoint.go``, bridged by pulumi-aws 7) ``deployment_config``
-    is ``ForceNew``, and with the endpoint's fixed ``name`` the replacement deletes the serving
-    endpoint first. So the candidate's alarms exist while no candidate does: with no data they
-    stay OK (``notBreaching``), and they cost a few cents a month. The version a variant runs is
-    in the dashboard and the stack outputs, not in the alarm (a description that named it would
-    be an update of every alarm on every promotion).
+    The alarms never depend on the rollout state, so the Endpoint's ``deployment_config``, which
+    names them, is identical in every state. In terraform-provider-aws
+    (``internal/service/sagemaker/endpoint.go``, bridged by pulumi-aws 7) ``name`` is ForceNew and
+    so is the ``auto_rollback_configuration`` block as a whole (MaxItems 1): adding or dropping it
+    replaces the endpoint, delete-first because the program fixes its ``name`` (see
+    ``modelctl/replacements.py``). Its alarm list is not ForceNew, but a list that followed the
+    candidate would turn every rollout step into an endpoint change the reviewer must reason
+    about, and an alarm deleted while an update still watches it is a rollback SageMaker cannot
+    make. So the candidate's alarms exist while no candidate does: with no data they stay OK
+    (``notBreaching``), and cost a few cents a month. The version a variant runs is in the
+    dashboard and the stack outputs, not in the alarm (a description that named it would be an
+    update of every alarm on every promotion).
 
     Thresholds come from ``sagemaker.alarms`` where set, else from ``monitoring.thresholds``.
     Missing data (no traffic) is not a breach: an idle candidate must not roll a deployment back.
