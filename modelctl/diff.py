@@ -134,8 +134,11 @@ def _dynamic_diff(old: Declared, new: Declared, news: dict[str, Any]) -> tuple[l
     import dill
 
     if new.dynamic_provider is None:
-        raise ValueError(f"{new.name}: dynamic resource without a provider")
-    provider = dill.loads(base64.b64decode(new.dynamic_provider))
+        raise CommandError(f"{new.name}: a dynamic resource without its provider: cannot ask its diff")
+    try:
+        provider = dill.loads(base64.b64decode(new.dynamic_provider))
+    except Exception as exc:  # whatever unpickling raises: say which resource
+        raise CommandError(f"{new.name}: cannot load its dynamic provider to ask its diff ({exc})") from exc
     olds = {k: v for k, v in old.inputs.items() if k != "__provider"}
     news = {k: v for k, v in news.items() if k != "__provider"}
     result = provider.diff(f"{old.name}-id", olds, news)
