@@ -187,7 +187,7 @@ RULES: dict[str, Rule] = {
         source=(
             f"{_TF_AWS} internal/service/cloudwatch/metric_alarm.go {_AWS_REV}: alarm_name ForceNew, "
             "nothing else (resourceMetricAlarmUpdate re-puts the alarm on any other change); pulumi/pulumi-aws "
-            "provider/resources.go: alarm_name is tfbridge.AutoName(\"name\", 255, \"-\")" + _AWS_REGION
+            'provider/resources.go: alarm_name is tfbridge.AutoName("name", 255, "-")' + _AWS_REGION
         ),
         delete_before_replace="name",
     ),
@@ -248,8 +248,7 @@ RULES: dict[str, Rule] = {
         force_new=("name", "region", "resourceId", "scalableDimension", "serviceNamespace"),
         source=(
             f"{_TF_AWS} internal/service/appautoscaling/policy.go {_AWS_REV}: name, resource_id, "
-            "scalable_dimension, service_namespace ForceNew; the scaling configurations re-put in place"
-            + _AWS_REGION
+            "scalable_dimension, service_namespace ForceNew; the scaling configurations re-put in place" + _AWS_REGION
         ),
         delete_before_replace="name",
     ),

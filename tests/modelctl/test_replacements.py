@@ -109,8 +109,13 @@ def _camel(snake: str) -> str:
 def _sdk_inputs(type_token: str) -> set[str] | None:
     """The input names (camelCase) of ``type_token``'s class in the installed Python SDK, or None
     for a kind that has no generated class (a Kubernetes CustomResource)."""
-    package = {"aws": "pulumi_aws", "gcp": "pulumi_gcp", "azure-native": "pulumi_azure_native",
-               "kubernetes": "pulumi_kubernetes", "docker-build": "pulumi_docker_build"}
+    package = {
+        "aws": "pulumi_aws",
+        "gcp": "pulumi_gcp",
+        "azure-native": "pulumi_azure_native",
+        "kubernetes": "pulumi_kubernetes",
+        "docker-build": "pulumi_docker_build",
+    }
     pkg, mod, name = type_token.split(":")
     if pkg == "pulumi":  # pulumi:providers:aws -> pulumi_aws.Provider
         modules, name = [package[name]], "Provider"
@@ -146,6 +151,13 @@ def test_rule_paths_start_at_real_inputs(type_token: str) -> None:
     if rule.delete_before_replace:
         assert split_path(rule.delete_before_replace)[0] in inputs
     assert rule.source
+
+
+def test_every_rule_is_in_the_docs_table() -> None:
+    """docs/replacements.md is the readable copy of RULES: a new rule must be tabulated there."""
+    doc = (ROOT / "docs" / "replacements.md").read_text()
+    missing = [t for t in RULES if f"`{t}`" not in doc]
+    assert not missing, f"not in docs/replacements.md: {missing}"
 
 
 # --------------------------------------------------------------------------- path matching
@@ -194,6 +206,7 @@ def test_changed_paths_are_the_deepest_differences() -> None:
 
 # --------------------------------------------------------------------------- facts read in the sources
 
+
 def test_sagemaker_endpoint_rules() -> None:
     ep = "aws:sagemaker/endpoint:Endpoint"
     rule = RULES[ep]
@@ -215,8 +228,12 @@ def test_sagemaker_endpoint_rules() -> None:
 
 def test_sagemaker_config_and_model_are_immutable_but_for_tags() -> None:
     cfg = "aws:sagemaker/endpointConfiguration:EndpointConfiguration"
-    for path in ("productionVariants[0].initialVariantWeight", "productionVariants[0].initialInstanceCount",
-                 "dataCaptureConfig.initialSamplingPercentage", "shadowProductionVariants[0].modelName"):
+    for path in (
+        "productionVariants[0].initialVariantWeight",
+        "productionVariants[0].initialInstanceCount",
+        "dataCaptureConfig.initialSamplingPercentage",
+        "shadowProductionVariants[0].modelName",
+    ):
         assert forces_replacement(cfg, path) is not None, path
     model = "aws:sagemaker/model:Model"
     assert forces_replacement(model, "primaryContainer.environment.MODEL_VERSION") == "primaryContainer"
@@ -272,8 +289,11 @@ def test_kubernetes_rules() -> None:
     assert forces_replacement("kubernetes:apps/v1:Deployment", "spec.template.spec.containers[0].image") is None
     assert forces_replacement("kubernetes:helm.sh/v3:Release", "values.grafana") is None
     assert forces_replacement("pulumi:providers:kubernetes", "context") == "context"
-    assert all(RULES[t].delete_before_replace == "metadata.name" for t in RULES if t.startswith("kubernetes:")
-               and "helm.sh" not in t)
+    assert all(
+        RULES[t].delete_before_replace == "metadata.name"
+        for t in RULES
+        if t.startswith("kubernetes:") and "helm.sh" not in t
+    )
     assert RULES["docker-build:index:Image"].force_new == ()
 
 
@@ -297,9 +317,7 @@ def test_starting_a_canary_replaces_only_what_the_sources_say(renders: dict[str,
     immutable (replaced), the endpoint itself only gets a new config name and a longer alarm list
     (updated); the stable Kubernetes Deployment and Azure ML deployment are untouched."""
     old, new = _by_name(renders["none"]), _by_name(renders["canary"])
-    replaced = {
-        n: replacements(old[n].type, old[n].inputs, new[n].inputs) for n in old.keys() & new.keys()
-    }
+    replaced = {n: replacements(old[n].type, old[n].inputs, new[n].inputs) for n in old.keys() & new.keys()}
     by_type = {old[n].type: p for n, p in replaced.items() if p}
     assert by_type.get("aws:sagemaker/endpointConfiguration:EndpointConfiguration") == ["productionVariants"]
     assert "aws:sagemaker/endpoint:Endpoint" not in by_type
