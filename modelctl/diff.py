@@ -172,7 +172,8 @@ def classify(
     # A resource goes with its explicit provider when that provider is replaced.
     prov = next((c for c in replaced.values() if new.provider and c.name == new.provider and
                  c.type.startswith(PROVIDER_PREFIX)), None)
-    if prov is not None:
+    prov_rule = rule_for(prov.type) if prov is not None else None
+    if prov is not None and not (prov_rule is not None and new.type in prov_rule.cascade_exempt):
         return change("replace", ["<provider>"], f"its provider {prov.name} is replaced")
     if (old.provider or None) != (new.provider or None):
         return change("replace", ["<provider>"], f"provider {old.provider} -> {new.provider}")

@@ -144,3 +144,15 @@ def test_the_command_fails_in_one_line_on_a_bad_config(registry: SampleRegistry,
     assert proc.returncode == 1
     assert "mlflow-deploy:candidate.percent" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_a_replaced_provider_replaces_what_it_manages_except_its_global_types() -> None:
+    """An AWS region change replaces the provider and every regional resource; IAM is global."""
+    prov_type = "pulumi:providers:aws"
+    prov_urn = f"urn::{prov_type}::aws"
+    replaced = {prov_urn: ResourceChange(prov_type, "aws", "replace", urn=prov_urn)}
+    model = declared("aws:sagemaker/model:Model", "m", {"tags": {}}, provider="aws")
+    change = classify(model, model, replaced)
+    assert change is not None and change.action == "replace" and "provider aws" in change.reason
+    role = declared("aws:iam/role:Role", "r", {"tags": {}}, provider="aws")
+    assert classify(role, role, replaced) is None
