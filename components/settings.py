@@ -794,6 +794,20 @@ def _vertex_cross_checks(settings: Settings) -> None:
             "Kubernetes gateway router (kubernetes.router: gateway), SageMaker or Azure ML, with "
             "vertex off in that stack",
         )
+    vertex = settings.vertex
+    if c is not None and vertex is not None and vertex.network is not None:
+        # "Only support one model per private endpoint. This is different from a public Vertex AI
+        # endpoint where you can split traffic" (cloud.google.com/vertex-ai/docs/predictions/
+        # using-private-endpoints); google-cloud-aiplatform's PrivateEndpoint: "A maximum of one
+        # model can be deployed to each private Endpoint". PSC endpoints take a split.
+        raise _KeyedError(
+            "candidate",
+            "vertex.network makes a VPC-peered private endpoint, which holds one deployed model "
+            "and has no traffic split: no candidate can run beside the stable version there. "
+            "Promote by setting model.version (the deployed model is replaced delete-first, with "
+            "downtime: see docs/vertex.md), or use vertex.privateServiceConnect, whose endpoints "
+            "split traffic",
+        )
     live = [settings.model.version] + ([c.version] if c is not None else [])
     for v in live:
         uri = settings.image.uris.get(v) if v is not None else None
