@@ -349,6 +349,9 @@ class AzureMlSettings(_Model):
     auth_mode: Literal["key", "aad_token"] = "key"
     public_network_access: bool = True
     request_timeout_seconds: int = Field(default=60, ge=1, le=180)
+    container_startup_timeout_seconds: int = Field(default=600, ge=60, le=3600)
+    """How long a new instance may take to load the model and answer /ping (the startup probe's
+    budget; liveness is on /version, which answers during the load)."""
     max_concurrent_requests_per_instance: int = Field(default=2, ge=1)
     workers: int | None = Field(default=None, ge=1)
     """Serving workers per instance (image mode); default: the instance's CPU count."""
