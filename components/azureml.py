@@ -50,7 +50,7 @@ import pulumi_azure_native.machinelearningservices as ml
 import pulumi_azure_native.monitor as monitor
 import pulumi_azure_native.storage as storage
 
-from components.azureml_traffic import EndpointTraffic, traffic_problems
+from components.azureml_traffic import API_VERSION, EndpointTraffic, traffic_problems
 from components.image import CONTAINER_PORT, PROJECT_ROOT, registry_images, serving_env
 from components.names import base_name, dns_label, version_name
 from components.registry import ResolvedModel, download_model
@@ -121,24 +121,33 @@ def iso_seconds(seconds: int | float) -> str:
     return f"PT{int(seconds)}S"
 
 
-def probe(path_kind: str) -> dict[str, Any]:
-    """Probe settings. The routes themselves (``/ping``) are on the environment (image mode) or
-    Azure's MLflow server (mlflow_model mode). Readiness waits for the model to load."""
-    if path_kind == "liveness":
-        return {
-            "initial_delay": "PT30S",
-            "period": "PT10S",
-            "timeout": "PT5S",
-            "failure_threshold": 30,
-            "success_threshold": 1,
-        }
-    return {
-        "initial_delay": "PT10S",
-        "period": "PT10S",
-        "timeout": "PT5S",
-        "failure_threshold": 30,
-        "success_threshold": 1,
-    }
+PROBE_PERIOD_SECONDS = 10
+
+
+def probe(kind: str, cfg: AzureMlSettings) -> dict[str, Any]:
+    """ProbeSettings of one probe, as on Kubernetes (components/kubernetes.py):
+
+    * ``startup`` (on ``/ping``, 503 until the model is loaded): probes every 10 s for up to
+      ``containerStartupTimeoutSeconds``; the other probes wait until it has passed. A
+      ManagedOnlineDeployment takes ``startupProbe`` and an environment's inference config a
+      ``startupRoute`` at the api-version azure-native 3.x manages them with (2025-12-01:
+      ``ManagedOnlineDeploymentArgs.startup_probe``, ``InferenceContainerPropertiesArgs.startup_route``).
+    * ``liveness`` (on ``/version``, which answers while the model loads): three misses in a row
+      restart the container. On ``/ping`` a slow load would be restarted forever.
+    * ``readiness`` (on ``/ping``): out of rotation while it fails, never restarted.
+    * ``liveness`` with Azure's own MLflow runtime (``modelSource: mlflow_model``: its routes, no
+      startup probe of ours): waits ``containerStartupTimeoutSeconds`` before its first probe.
+    """
+    period = PROBE_PERIOD_SECONDS
+    base = {"period": iso_seconds(period), "timeout": "PT5S", "success_threshold": 1}
+    if kind == "startup":
+        tries = math.ceil(cfg.container_startup_timeout_seconds / period)
+        return {**base, "initial_delay": "PT0S", "failure_threshold": tries}
+    if kind == "liveness":
+        return {**base, "initial_delay": "PT10S", "failure_threshold": 3}
+    if kind == "mlflow_liveness":
+        return {**base, "initial_delay": iso_seconds(cfg.container_startup_timeout_seconds), "failure_threshold": 3}
+    return {**base, "initial_delay": "PT10S", "failure_threshold": 3}
 
 
 def environment_variables(model: str, version: str, cfg: AzureMlSettings) -> dict[str, str]:
@@ -167,8 +176,8 @@ def deployment_properties(
         "instance_type": cfg.instance_type,
         "app_insights_enabled": cfg.app_insights,
         "egress_public_network_access": "Enabled",
-        "liveness_probe": probe("liveness"),
-        "readiness_probe": probe("readiness"),
+        "liveness_probe": probe("liveness" if environment_id is not None else "mlflow_liveness", cfg),
+        "readiness_probe": probe("readiness", cfg),
         "request_settings": {
             "request_timeout": iso_seconds(cfg.request_timeout_seconds),
             "max_concurrent_requests_per_instance": cfg.max_concurrent_requests_per_instance,
@@ -178,6 +187,7 @@ def deployment_properties(
     if environment_id is not None:
         props["environment_id"] = environment_id
         props["environment_variables"] = environment_variables(model, version, cfg)
+        props["startup_probe"] = probe("startup", cfg)
     else:
         props["model"] = model_id
     return props
@@ -193,18 +203,22 @@ def deployment_capacity(cfg: AzureMlSettings) -> int:
 
 
 def inference_config() -> dict[str, Any]:
-    """The custom container's routes: the serving runtime answers /ping and /invocations on 8080."""
+    """The custom container's routes on 8080: liveness ``/version`` (answers while the model
+    loads), startup and readiness ``/ping`` (200 once it is loaded), scoring ``/invocations``."""
     return {
-        "liveness_route": {"path": "/ping", "port": CONTAINER_PORT},
+        "liveness_route": {"path": "/version", "port": CONTAINER_PORT},
         "readiness_route": {"path": "/ping", "port": CONTAINER_PORT},
+        "startup_route": {"path": "/ping", "port": CONTAINER_PORT},
         "scoring_route": {"path": "/invocations", "port": CONTAINER_PORT},
     }
 
 
 def environment_version(version: str, image_ref: str) -> str:
-    """An environment version per image: ``7-<12 hex of the ref>``. Azure environment versions
-    are immutable, so a rebuilt image of version 7 is a new environment version."""
-    return f"{version}-{hashlib.sha256(image_ref.encode()).hexdigest()[:12]}"
+    """An environment version per image and inference config: ``7-<12 hex>``. Azure environment
+    versions are immutable, so a rebuilt image of version 7, or new routes, is a new environment
+    version (never an update of the existing one, nor a same-named replacement)."""
+    digest = hashlib.sha256(json.dumps([image_ref, inference_config()], sort_keys=True).encode())
+    return f"{version}-{digest.hexdigest()[:12]}"
 
 
 def environment_properties(model: str, version: str, image_ref: Any) -> dict[str, Any]:
@@ -504,6 +518,9 @@ class AzureMlModelEndpoint(pulumi.ComponentResource):
             traffic=traffic,
             mirror_traffic=mirror,
             revision=endpoint_revision({**ep_props, "tags": tags, "endpointName": ep_name}),
+            # the api-version azure-native manages the endpoint with: a GET/PUT at another one would
+            # drop (or reset) every property that version does not know
+            api_version=endpoint.azure_api_version.apply(lambda v: v or API_VERSION),
             opts=pulumi.ResourceOptions(parent=self, depends_on=list(self.deployments.values())),
         )
 

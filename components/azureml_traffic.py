@@ -44,9 +44,13 @@ from pulumi.dynamic import (
 )
 
 ARM_ENDPOINT = "https://management.azure.com"
-API_VERSION = "2024-10-01"
-"""ARM api-version of Microsoft.MachineLearningServices used for the traffic calls (GA, has
-``mirrorTraffic``)."""
+API_VERSION = "2025-12-01"
+"""ARM api-version of Microsoft.MachineLearningServices for the traffic calls when the endpoint's own
+is not known (a preview, a test): the one pulumi-azure-native 3.x manages OnlineEndpoint with
+("Uses Azure REST API version 2025-12-01", pulumi_azure_native/machinelearningservices/online_endpoint.py;
+tests/components/test_azureml_probes.py keeps the two equal). The component passes the endpoint's
+``azure_api_version`` output, so the GET and the PUT of the whole endpoint speak the version the
+provider wrote it with: an older one would drop, on the PUT, every property it does not know."""
 MAX_MIRROR_PERCENT = 50
 _READ_ONLY_PROPERTIES = ("provisioningState", "scoringUri", "swaggerUri")
 _TERMINAL = {"succeeded", "failed", "canceled", "cancelled"}
@@ -309,7 +313,7 @@ class EndpointTraffic(pulumi.dynamic.Resource):
         mirror_traffic: Mapping[str, int],
         revision: pulumi.Input[str] = "",
         arm_endpoint: str = ARM_ENDPOINT,
-        api_version: str = API_VERSION,
+        api_version: pulumi.Input[str] = API_VERSION,
         opts: pulumi.ResourceOptions | None = None,
     ):
         problems = traffic_problems(traffic, mirror_traffic)

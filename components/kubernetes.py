@@ -35,6 +35,9 @@ from components.settings import ImageSettings, KubernetesSettings
 SERVICE_PORT = 80
 PART_OF = "mlflow-deploy"
 PREVIEW_SUFFIX = "-preview"
+GATEWAY_TIMEOUT_MARGIN_SECONDS = 5
+"""The HTTPRoute's request timeout is the server's (``requestTimeoutSeconds``) plus this: the
+server answers its own 504 (counted in its metrics, with its body) before the gateway gives up."""
 
 
 # --------------------------------------------------------------------------- pure builders
@@ -260,10 +263,31 @@ def http_route_spec(model: str, plan: TrafficPlan, cfg: KubernetesSettings) -> d
                 },
             }
         ]
+    # Gateway API v1 HTTPRouteRule.timeouts.request: "When this field is unspecified, request
+    # timeout behavior is implementation-specific" (gateway.networking.k8s.io_httproutes.yaml,
+    # v1.3.0); a Gateway API Duration (GEP-2257, e.g. "65s"). Slightly above the server's timeout.
+    rule["timeouts"] = {"request": f"{cfg.request_timeout_seconds + GATEWAY_TIMEOUT_MARGIN_SECONDS}s"}
     spec: dict[str, Any] = {"parentRefs": [parent], "rules": [rule]}
     if gw.hostnames:
         spec["hostnames"] = list(gw.hostnames)
     return spec
+
+
+def pdb_spec(model: str, version: str, min_pods: int) -> dict[str, Any] | None:
+    """A version's PodDisruptionBudget, or None when its pod floor (the HPA's ``minReplicas`` as
+    declared, else the Deployment's replicas) is below two.
+
+    ``maxUnavailable: 1``, never ``minAvailable``: a drain may always evict one pod at a time,
+    whatever the HPA has scaled the version to ("If you set maxUnavailable to 0% or 0, or you set
+    minAvailable to 100% or the number of replicas, you are requiring zero voluntary evictions ...
+    then you cannot successfully drain a Node running one of those Pods", kubernetes.io
+    "Specifying a Disruption Budget for your Application"). With one pod a budget cannot keep the
+    version available through an eviction anyway: no PDB then (that page's option for a single
+    instance: no PDB, tolerate the occasional downtime), so it promises nothing it cannot keep.
+    """
+    if min_pods < 2:
+        return None
+    return {"maxUnavailable": 1, "selector": {"matchLabels": selector_labels(model, version)}}
 
 
 def ingress_spec(service: str, cfg: KubernetesSettings) -> dict[str, Any]:
@@ -379,20 +403,23 @@ class KubernetesModelService(pulumi.ComponentResource):
                 spec=service_spec(selector_labels(model, v), cfg, entry=False),
                 opts=opts_ns,
             )
+            min_pods = replicas[v]
             if cfg.autoscaling is not None:
                 scaled = b.role == "candidate" and splits_by_pods(plan, cfg)
+                hpa = hpa_spec(vname, cfg, b.weight if scaled else None)
+                min_pods = hpa["minReplicas"]  # the floor the HPA may really scale it down to
                 k8s.autoscaling.v2.HorizontalPodAutoscaler(
                     f"{vname}-hpa",
                     metadata={"name": vname, "namespace": ns_name, "labels": pod_labels(model, v)},
-                    spec=hpa_spec(vname, cfg, b.weight if scaled else None),
+                    spec=hpa,
                     opts=opts_ns,
                 )
-            min_pods = cfg.autoscaling.min_replicas if cfg.autoscaling else replicas[v]
-            if min_pods > 1:
+            pdb = pdb_spec(model, v, min_pods)
+            if pdb is not None:
                 k8s.policy.v1.PodDisruptionBudget(
                     f"{vname}-pdb",
                     metadata={"name": vname, "namespace": ns_name, "labels": pod_labels(model, v)},
-                    spec={"maxUnavailable": 1, "selector": {"matchLabels": selector_labels(model, v)}},
+                    spec=pdb,
                     opts=opts_ns,
                 )
 

@@ -672,7 +672,13 @@ class SageMakerModelService(pulumi.ComponentResource):
                     "environment": container_environment(model, version, cfg),
                 },
                 enable_network_isolation=cfg.network_isolation,
-                opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[policy])),
+                # Kept in AWS with the retained EndpointConfigurations (docs/sagemaker.md): a config
+                # names its Models (ProductionVariant.ModelName), DeleteModel does not refuse a
+                # Model a config still names, and an endpoint SageMaker rolled back runs a config
+                # whose Models Pulumi would otherwise delete after the "successful" update.
+                opts=pulumi.ResourceOptions.merge(
+                    child, pulumi.ResourceOptions(depends_on=[policy], retain_on_delete=cfg.retain_replaced_configs)
+                ),
             )
 
         # --- endpoint config from the TrafficPlan

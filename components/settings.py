@@ -14,6 +14,7 @@ Pulumi. Keys are camelCase in YAML (Pulumi convention) and snake_case in Python.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from typing import Any, Literal
@@ -348,6 +349,9 @@ class AzureMlSettings(_Model):
     auth_mode: Literal["key", "aad_token"] = "key"
     public_network_access: bool = True
     request_timeout_seconds: int = Field(default=60, ge=1, le=180)
+    container_startup_timeout_seconds: int = Field(default=600, ge=60, le=3600)
+    """How long a new instance may take to load the model and answer /ping (the startup probe's
+    budget; liveness is on /version, which answers during the load)."""
     max_concurrent_requests_per_instance: int = Field(default=2, ge=1)
     workers: int | None = Field(default=None, ge=1)
     """Serving workers per instance (image mode); default: the instance's CPU count."""
@@ -411,6 +415,16 @@ def sagemaker_instance_types() -> tuple[str, ...]:
     return _SAGEMAKER_INSTANCE_TYPES[0]
 
 
+PROVIDER_ENDPOINT_WAIT_SECONDS = 60 * 60
+"""How long the AWS provider waits for an endpoint to be ``InService`` after CreateEndpoint or
+UpdateEndpoint: terraform-provider-aws internal/service/sagemaker/endpoint.go, waitEndpointInService,
+``timeout = 60 * time.Minute`` (the resource takes no custom timeouts: ``*WithoutTimeout``). An update
+that takes longer fails the ``pulumi up`` while SageMaker carries on, and the next ``up`` finds the
+endpoint still ``Updating``. The same file accepts ``maximum_execution_timeout_in_seconds`` of
+600-14400 only, though the API (BlueGreenUpdatePolicy.MaximumExecutionTimeoutInSeconds) takes up to
+28800."""
+
+
 class CapacitySizeSettings(_Model):
     """A step of a blue/green traffic shift: instances, or percent of the new fleet's capacity."""
 
@@ -432,8 +446,21 @@ class SageMakerDeploymentSettings(_Model):
     termination_wait_seconds: int = Field(default=0, ge=0, le=3600)
     """Keep the old fleet this long after the last step (a quick way back)."""
     maximum_execution_timeout_seconds: int | None = Field(default=None, ge=600, le=28800)
+    """SageMaker rolls the update back when it has not finished after this long. At most 3600: the
+    AWS provider waits 60 minutes for the update (``PROVIDER_ENDPOINT_WAIT_SECONDS``)."""
     auto_rollback: bool = True
     """Roll an update back when one of the alarms (5XX ratio, p99 model latency) fires."""
+
+    @field_validator("maximum_execution_timeout_seconds")
+    @classmethod
+    def _within_the_providers_wait(cls, v: int | None) -> int | None:
+        if v is not None and v > PROVIDER_ENDPOINT_WAIT_SECONDS:
+            raise ValueError(
+                f"at most {PROVIDER_ENDPOINT_WAIT_SECONDS} (got {v}): the AWS provider waits at most 60 minutes "
+                "for an endpoint update (terraform-provider-aws waitEndpointInService), so a longer update "
+                "fails `pulumi up` while SageMaker carries on"
+            )
+        return v
 
     @model_validator(mode="after")
     def _sizes(self) -> SageMakerDeploymentSettings:
@@ -556,8 +583,9 @@ class SageMakerSettings(_Model):
     autoscaling: SageMakerAutoscalingSettings | None = None
     log_retention_days: int = 30
     retain_replaced_configs: bool = True
-    """Leave replaced EndpointConfigs in AWS (Pulumi forgets them) so that an endpoint SageMaker rolled
-    back keeps a config to run on (terraform-provider-aws#48997)."""
+    """Leave replaced EndpointConfigs, and the Models they name, in AWS (Pulumi forgets them) so that
+    an endpoint SageMaker rolled back keeps a config, and its models, to run on
+    (terraform-provider-aws#48997)."""
     tags: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("region")
@@ -611,6 +639,25 @@ class SageMakerSettings(_Model):
                         f"{size.value} instance(s) is not {int(lo * 100)}-{int(hi * 100)}% of a "
                         f"variant with {n} instance(s); use type CAPACITY_PERCENT or more instances",
                     )
+        bake = baking_seconds(self)
+        t = d.maximum_execution_timeout_seconds
+        if t is not None and t <= bake:
+            raise _KeyedError(
+                "sagemaker.deployment.maximumExecutionTimeoutSeconds",
+                f"{t} does not exceed the update's baking periods and termination wait ({bake} s): "
+                "SageMaker would roll every update back",
+            )
+        planned = self.container_startup_timeout_seconds + bake
+        if t is None and planned > PROVIDER_ENDPOINT_WAIT_SECONDS:
+            raise _KeyedError(
+                "sagemaker.deployment.waitIntervalSeconds",
+                f"an update may take {planned} s (containerStartupTimeoutSeconds "
+                f"{self.container_startup_timeout_seconds} + {traffic_steps(self)} baking period(s) of "
+                f"{d.wait_interval_seconds} s + terminationWaitSeconds {d.termination_wait_seconds}), more "
+                "than the 60 minutes the AWS provider waits for it (terraform-provider-aws "
+                "waitEndpointInService): shorten waitIntervalSeconds, use larger steps, or set "
+                "maximumExecutionTimeoutSeconds (at most 3600) to cap it",
+            )
         a = self.autoscaling
         if a is not None and not a.min_instances <= self.instance_count <= a.max_instances:
             raise _KeyedError(
@@ -625,6 +672,38 @@ class SageMakerSettings(_Model):
                 f"{cand} is outside autoscaling's {a.min_instances}-{a.max_instances} (includeCandidate is on)",
             )
         return self
+
+
+def traffic_steps(s: SageMakerSettings) -> int:
+    """Baking periods of a blue/green update: ALL_AT_ONCE one; CANARY two (the canary's, then a
+    final one after the rest of the traffic shifts); LINEAR one per step. (AWS: "Use canary
+    traffic shifting": "... all of the traffic shifts to the green fleet and there is a final
+    baking period"; "Use linear traffic shifting": "For each step, there is a baking period".)"""
+    d = s.deployment
+    if d.type == "CANARY":
+        return 2
+    if d.type == "LINEAR" and d.linear_step_size is not None:
+        size = d.linear_step_size
+        if size.type == "CAPACITY_PERCENT":
+            return math.ceil(100 / size.value)
+        fleet = max(s.instance_count, s.candidate_instance_count or s.instance_count)
+        return math.ceil(fleet / size.value)
+    return 1
+
+
+def baking_seconds(s: SageMakerSettings) -> int:
+    """Time an update spends baking and waiting after the new fleet is up."""
+    d = s.deployment
+    return traffic_steps(s) * d.wait_interval_seconds + d.termination_wait_seconds
+
+
+def longest_update_seconds(s: SageMakerSettings) -> int:
+    """The longest endpoint update these settings allow: ``maximumExecutionTimeoutSeconds`` when
+    set (SageMaker rolls back past it), else the new fleet's startup plus every baking period and
+    the termination wait. Never more than ``PROVIDER_ENDPOINT_WAIT_SECONDS`` (the settings refuse
+    more); .github/workflows/deploy.yml is sized to it."""
+    t = s.deployment.maximum_execution_timeout_seconds
+    return t if t is not None else s.container_startup_timeout_seconds + baking_seconds(s)
 
 
 def _sagemaker_cross_checks(s: Settings) -> None:
@@ -793,6 +872,20 @@ def _vertex_cross_checks(settings: Settings) -> None:
             "strategy 'canary' with a small percent (e.g. 1-5) on Vertex; or run the shadow on the "
             "Kubernetes gateway router (kubernetes.router: gateway), SageMaker or Azure ML, with "
             "vertex off in that stack",
+        )
+    vertex = settings.vertex
+    if c is not None and vertex is not None and vertex.network is not None:
+        # "Only support one model per private endpoint. This is different from a public Vertex AI
+        # endpoint where you can split traffic" (cloud.google.com/vertex-ai/docs/predictions/
+        # using-private-endpoints); google-cloud-aiplatform's PrivateEndpoint: "A maximum of one
+        # model can be deployed to each private Endpoint". PSC endpoints take a split.
+        raise _KeyedError(
+            "candidate",
+            "vertex.network makes a VPC-peered private endpoint, which holds one deployed model "
+            "and has no traffic split: no candidate can run beside the stable version there. "
+            "Promote by setting model.version (the deployed model is replaced delete-first, with "
+            "downtime: see docs/vertex.md), or use vertex.privateServiceConnect, whose endpoints "
+            "split traffic",
         )
     live = [settings.model.version] + ([c.version] if c is not None else [])
     for v in live:

@@ -15,6 +15,11 @@ Objects, for model ``fraud-detector`` with stable 7 and a candidate 8 (Pulumi na
   the machine type and replica range. Their inputs do not depend on the plan's weights or roles,
   so a routing change (canary percent, promote, rollback) never redeploys a version.
 * ``VertexTrafficSplit vertex-fraud-detector-traffic``: deployed model ID -> percent, from the plan.
+
+A VPC-peered endpoint (``network``) holds one deployed model and has no traffic split: there the
+deployment is one resource ``vertex-fraud-detector-deploy`` whatever the version (a promotion
+replaces it delete-first), no VertexTrafficSplit is declared, and a candidate is refused by the
+settings.
 * ``gcp.monitoring.AlertPolicy vertex-fraud-detector-errors`` / ``-latency`` (when
   ``monitoring.enabled``): prediction error ratio and p99 latency per deployed model, thresholds
   from ``monitoring.thresholds``.
@@ -42,6 +47,7 @@ from components.vertex_provider import (
     VertexModelDeployment,
     VertexTrafficSplit,
     deployed_model_id_for,
+    machine_fields,
     model_id_for,
 )
 
@@ -102,7 +108,7 @@ def container_spec(image_uri: str, model: str, version: str, cfg: VertexSettings
 
 def machine_spec(cfg: VertexSettings) -> dict[str, Any]:
     """The deployment fields Vertex cannot change in place (a change is a new deployed model)."""
-    return {"machineType": cfg.machine_type, "serviceAccount": cfg.service_account}
+    return machine_fields(cfg.machine_type, cfg.service_account)
 
 
 def deployment_inputs(model: str, version: str, image_uri: str, cfg: VertexSettings) -> dict[str, Any]:
@@ -127,7 +133,25 @@ def deployment_inputs(model: str, version: str, image_uri: str, cfg: VertexSetti
         "minReplicas": cfg.min_replicas,
         "maxReplicas": cfg.max_replicas,
         "targetCpuUtilization": cfg.target_cpu_utilization,
+        # a VPC-peered endpoint holds one deployed model: the provider replaces delete-first there
+        "network": cfg.network,
     }
+
+
+def deployment_resource_name(component: str, version: str, cfg: VertexSettings) -> tuple[str, list[pulumi.Alias]]:
+    """The Pulumi name of a version's VertexModelDeployment, and the aliases it answers to.
+
+    Public and PSC endpoints: one resource per version (``…-v7-deploy``), so a promotion deploys
+    the new version beside the old one before the old one goes. A VPC-peered endpoint
+    (``vertex.network``) holds one deployed model, so its deployment is one resource
+    (``…-deploy``) whatever the version: a promotion replaces it, and the provider does that
+    delete-first (docs/vertex.md states the downtime). Its alias keeps a stack that named it after
+    its version from replacing it for the rename alone.
+    """
+    per_version = f"{version_name(component, version)}-deploy"
+    if cfg.network is None:
+        return per_version, []
+    return f"{component}-deploy", [pulumi.Alias(name=per_version)]
 
 
 def _inputs_for_image(model: str, version: str, cfg: VertexSettings, image_uri: str) -> dict[str, Any]:
@@ -354,6 +378,7 @@ class VertexModelService(pulumi.ComponentResource):
         previous: list[pulumi.Resource] = []
         for b in plan.backends:
             v = b.version
+            res_name, aliases = deployment_resource_name(name, v, cfg)
             # plain inputs stay plain (known in a preview); the image-derived ones follow the image
             props = deployment_inputs(model, v, "", cfg)
             derived = images[v].apply(functools.partial(_inputs_for_image, model, v, cfg))
@@ -362,20 +387,22 @@ class VertexModelService(pulumi.ComponentResource):
             props["deployedModelId"] = derived.apply(lambda d: d["deployedModelId"])
             props["endpoint"] = endpoint_name  # carries the dependency on the endpoint
             dep = VertexModelDeployment(
-                f"{version_name(name, v)}-deploy",
+                res_name,
                 props,
-                opts=pulumi.ResourceOptions(parent=self, depends_on=previous),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=previous, aliases=aliases or None),
             )
             self.deployments[v] = dep
             previous = [dep]
 
         ids = {v: dep.deployedModelId for v, dep in self.deployments.items()}
-        split = pulumi.Output.all(**ids).apply(lambda resolved: traffic_split(plan, dict(resolved)))
-        VertexTrafficSplit(
-            f"{name}-traffic",
-            {"project": cfg.project, "region": cfg.region, "endpoint": endpoint_name, "trafficSplit": split},
-            opts=child,
-        )
+        if cfg.network is None:
+            split = pulumi.Output.all(**ids).apply(lambda resolved: traffic_split(plan, dict(resolved)))
+            VertexTrafficSplit(
+                f"{name}-traffic",
+                {"project": cfg.project, "region": cfg.region, "endpoint": endpoint_name, "trafficSplit": split},
+                opts=child,
+            )
+        # else: a VPC-peered endpoint has no traffic split (its one deployed model takes it all)
 
         # -- alerts
         if args.thresholds is not None:

@@ -22,10 +22,17 @@ reads what exists and does only what is missing, so re-running ``pulumi up`` aft
 failure (model uploaded, deploy failed; undeployed, model delete failed) converges instead of
 duplicating or failing on "already exists".
 
-What is mutable in place (``mutate_deployed_model``): min/max replicas and the CPU target.
-Anything else (image, routes, env, machine type, service account, endpoint) changes the model ID
-or the deployed model ID and is a create-before-delete replacement: Pulumi deploys the new one,
-moves traffic to it (the VertexTrafficSplit depends on it), then undeploys the old one.
+Replacement rule: a replacement is create(new) then delete(old). If the new resource had the
+old one's identity, create would find everything in place and delete would then undeploy and
+delete that same live model. So the diff replaces only when the identity changes (``IDENTITY_KEYS``:
+project, region, endpoint, model ID, deployed model ID), every input that cannot change in place
+is hashed into those IDs (``HASHED_KEYS``: container -> model ID; machine type and service account ->
+deployed model ID; ``check`` refuses inputs whose IDs do not match them), and everything else is
+updated in place: min/max replicas and the CPU target (``mutate_deployed_model``), the model's
+labels and display name (``update_model``), the version and network marks (state only).
+Public and PSC endpoints replace create-before-delete: Pulumi deploys the new one, moves traffic to
+it (the VertexTrafficSplit depends on it), then undeploys the old one. A VPC-peered private
+endpoint (``network``) holds one deployed model: there the replacement is delete-first.
 
 The providers are pickled into the state by reference to this module (not by value), so a fix
 here applies to existing resources. ``pulumi`` runs the dynamic provider host in the project
@@ -43,6 +50,7 @@ from typing import Any, Protocol
 
 import pulumi
 import pulumi.dynamic as dyn
+from pulumi.runtime import rpc
 
 from components.names import version_name
 
@@ -53,6 +61,21 @@ NEW_DEPLOYED_MODEL = "0"
 """In a deploy request's traffic split, the key that stands for the model being deployed."""
 
 MUTABLE_KEYS = frozenset({"minReplicas", "maxReplicas", "targetCpuUtilization"})
+"""Mutated on the deployed model (MutateDeployedModelRequest: "Only the following fields can be
+mutated: min_replica_count, max_replica_count, ... autoscaling_metric_specs", google-cloud-aiplatform
+aiplatform_v1/types/endpoint_service.py)."""
+MODEL_KEYS = frozenset({"labels", "displayName"})
+"""Updated on the model (ModelService.UpdateModel, REST ``models.patch`` with an update mask:
+"Supported model fields: display_name, description ... Labels are supported", aiplatform_v1
+ModelServiceClient.update_model). A DeployedModel has no labels of its own (its only label map,
+``system_labels``, is Google's, for Model Garden), so nothing is redeployed for them."""
+STATE_KEYS = frozenset({"version", "network"})
+"""Recorded, nothing to call: the version is part of the model ID (its name and its container env);
+``network`` marks a VPC-peered private endpoint (replacements there are delete-first)."""
+IDENTITY_KEYS = ("project", "region", "endpoint", "modelId", "deployedModelId")
+"""What names the live objects: a change of any of these, and only these, is a replacement."""
+HASHED_KEYS = {"container": "modelId", "machineType": "deployedModelId", "serviceAccount": "deployedModelId"}
+"""Inputs that cannot change in place, and the ID each is hashed into (checked by ``check``)."""
 DEPLOYMENT_KEYS = (
     "project",
     "region",
@@ -68,6 +91,7 @@ DEPLOYMENT_KEYS = (
     "minReplicas",
     "maxReplicas",
     "targetCpuUtilization",
+    "network",
 )
 TRAFFIC_KEYS = ("project", "region", "endpoint", "trafficSplit")
 
@@ -98,6 +122,59 @@ def deployed_model_id_for(endpoint: str, model_id: str, machine: Mapping[str, An
     """
     n = int(_digest({"endpoint": endpoint, "model": model_id, "machine": dict(machine)}), 16)
     return str(1_000_000_000 + n % 9_000_000_000)
+
+
+def machine_fields(machine_type: Any, service_account: Any) -> dict[str, Any]:
+    """The deployment fields Vertex cannot change in place, as hashed into the deployed model ID."""
+    return {"machineType": machine_type, "serviceAccount": service_account}
+
+
+def deployment_identity(props: Mapping[str, Any]) -> tuple[str, str, str]:
+    """What a VertexModelDeployment's live objects are named by: (model resource name, endpoint,
+    deployed model ID). Two inputs with the same identity are the same objects in Vertex."""
+    parent = f"projects/{props.get('project')}/locations/{props.get('region')}"
+    return (f"{parent}/models/{props.get('modelId')}", str(props.get("endpoint")), str(props.get("deployedModelId")))
+
+
+def traffic_identity(props: Mapping[str, Any]) -> str:
+    """What a VertexTrafficSplit is: the split of one endpoint."""
+    return str(props.get("endpoint"))
+
+
+def id_problems(props: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """Inputs whose IDs do not follow from them, as ``(property, reason)``: a container, machine
+    type or service account that changed while the ID hashed from it did not would otherwise be
+    "updated" without anything changing in Vertex. Unknown values (a preview) are not checked."""
+    problems: list[tuple[str, str]] = []
+    model_id, container = props.get("modelId"), props.get("container")
+    if _known(model_id) and _known(container) and isinstance(container, Mapping):
+        want = _digest(dict(container))[:8]
+        if not str(model_id).endswith(f"-{want}"):
+            problems.append(("container", f"modelId {model_id} is not hashed from this container (want -{want})"))
+    endpoint, dm_id = props.get("endpoint"), props.get("deployedModelId")
+    machine = machine_fields(props.get("machineType"), props.get("serviceAccount"))
+    if all(_known(v) for v in (endpoint, model_id, dm_id, *machine.values())):
+        want = deployed_model_id_for(str(endpoint), str(model_id), machine)
+        if str(dm_id) != want:
+            problems.append(
+                (
+                    "machineType",
+                    f"deployedModelId {dm_id} is not hashed from this endpoint, modelId, machineType "
+                    f"and serviceAccount (want {want})",
+                )
+            )
+    project, region = props.get("project"), props.get("region")
+    parent = f"projects/{project}/locations/{region}"
+    if all(_known(v) for v in (endpoint, project, region)) and not str(endpoint).startswith(f"{parent}/endpoints/"):
+        problems.append(("endpoint", f"{endpoint} is not an endpoint of this project and region ({parent})"))
+    return problems
+
+
+def _known(v: Any) -> bool:
+    """A value known at this point (a preview hands unknowns over as a sentinel string)."""
+    if isinstance(v, Mapping):
+        return all(_known(x) for x in v.values())
+    return v != rpc.UNKNOWN
 
 
 def live_split(split: Mapping[str, Any]) -> dict[str, int]:
@@ -141,6 +218,11 @@ def split_without(current: Mapping[str, int], deployed_id: str, deployed: Iterab
     if sum(weights.values()) == 0:
         weights = dict.fromkeys(rest, 1)
     return apportion(100, weights)
+
+
+def _unversioned(name: str) -> str:
+    """``.../models/m@2`` -> ``.../models/m`` (a model-level, not a version-level, resource name)."""
+    return name.split("@", 1)[0]
 
 
 def _last_segment(name: str) -> str:
@@ -195,6 +277,8 @@ class ModelState:
     image_uri: str
     deployments: tuple[tuple[str, str], ...] = ()
     """(endpoint resource name, deployed model ID) of every deployment of this model."""
+    display_name: str = ""
+    labels: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -222,6 +306,10 @@ class VertexApi(Protocol):
 
     def upload_model(self, parent: str, model_id: str, spec: ModelSpec) -> str:
         """Upload; return the model's resource name (also when it already existed)."""
+        ...
+
+    def update_model(self, name: str, display_name: str, labels: Mapping[str, str]) -> None:
+        """Set the model's display name and labels (the model-level ones)."""
         ...
 
     def delete_model(self, name: str) -> None: ...
@@ -266,6 +354,8 @@ class AiplatformApi:
             name=m.name,
             image_uri=m.container_spec.image_uri,
             deployments=tuple((r.endpoint, r.deployed_model_id) for r in m.deployed_models),
+            display_name=m.display_name,
+            labels=dict(m.labels),
         )
 
     def upload_model(self, parent: str, model_id: str, spec: ModelSpec) -> str:
@@ -290,6 +380,17 @@ class AiplatformApi:
         except exceptions.AlreadyExists:
             return f"{parent}/models/{model_id}"
         return str(result.model)
+
+    def update_model(self, name: str, display_name: str, labels: Mapping[str, str]) -> None:
+        # ModelService.UpdateModel (REST models.patch): a name without "@" is a model-level update;
+        # "Supported model fields: display_name, description ... Labels are supported in both
+        # scenarios" (aiplatform_v1 ModelServiceClient.update_model).
+        from google.protobuf import field_mask_pb2
+
+        model = self._v1.Model(name=_unversioned(name), display_name=display_name, labels=dict(labels))
+        self._models.update_model(
+            model=model, update_mask=field_mask_pb2.FieldMask(paths=["display_name", "labels"]), timeout=self._timeout
+        )
 
     def delete_model(self, name: str) -> None:
         from google.api_core import exceptions
@@ -412,13 +513,25 @@ class ModelDeploymentProvider(_Provider):
     Inputs (camelCase): ``project``, ``region``, ``endpoint`` (resource name), ``modelId``,
     ``deployedModelId``, ``displayName``, ``version``, ``container`` (``imageUri``, ``port``,
     ``predictRoute``, ``healthRoute``, ``env``), ``labels``, ``machineType``, ``serviceAccount``,
-    ``minReplicas``, ``maxReplicas``, ``targetCpuUtilization``. Outputs add ``modelName``.
+    ``minReplicas``, ``maxReplicas``, ``targetCpuUtilization``, ``network`` (set: the endpoint is
+    VPC-peered). Outputs add ``modelName``.
     """
+
+    def check(self, olds: dict[str, Any], news: dict[str, Any]) -> dyn.CheckResult:
+        return dyn.CheckResult(news, [dyn.CheckFailure(k, reason) for k, reason in id_problems(news)])
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dyn.DiffResult:
         changed = _changed(olds, news, DEPLOYMENT_KEYS)
-        replaces = [k for k in changed if k not in MUTABLE_KEYS]
-        return dyn.DiffResult(changes=bool(changed), replaces=replaces, delete_before_replace=False)
+        # Only an identity change replaces (see the module docs); the hashed inputs reach here
+        # together with the ID hashed from them (check), so they are replaced through it.
+        replaces = [k for k in changed if k in IDENTITY_KEYS]
+        # A VPC-peered private endpoint holds one deployed model ("Only support one model per
+        # private endpoint", cloud.google.com/vertex-ai/docs/predictions/using-private-endpoints;
+        # the SDK's PrivateEndpoint.deploy: "A maximum of one model can be deployed to each private
+        # Endpoint"): the new one can only be deployed once the old one is gone.
+        private = bool(olds.get("network") or news.get("network"))
+        delete_first = private and bool(replaces)
+        return dyn.DiffResult(changes=bool(changed), replaces=replaces, delete_before_replace=delete_first)
 
     def create(self, props: dict[str, Any]) -> dyn.CreateResult:
         api = self._api(props)
@@ -430,8 +543,9 @@ class ModelDeploymentProvider(_Provider):
         )
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dyn.UpdateResult:
-        # Only the mutable keys reach update (anything else is a replacement); converge the same
-        # way as create, so an update also repairs a model or deployment that went missing.
+        # Only what is not part of the identity reaches update (replicas, CPU target, labels,
+        # display name); converge the same way as create, so an update also repairs a model or
+        # deployment that went missing.
         api = self._api(news)
         model_name = self._ensure_model(api, news)
         self._ensure_deployed(api, news, model_name)
@@ -469,13 +583,17 @@ class ModelDeploymentProvider(_Provider):
 
     def _ensure_model(self, api: VertexApi, props: Mapping[str, Any]) -> str:
         name = _model_name(props)
+        display_name = str(props["displayName"])
+        labels = {str(k): str(v) for k, v in (props.get("labels") or {}).items()}
         existing = api.get_model(name)
         if existing is not None:
+            if (existing.display_name, dict(existing.labels)) != (display_name, labels):
+                api.update_model(existing.name, display_name, labels)
             return existing.name
         spec = ModelSpec(
-            display_name=str(props["displayName"]),
+            display_name=display_name,
             container=ContainerSpec.from_props(props["container"]),
-            labels={str(k): str(v) for k, v in (props.get("labels") or {}).items()},
+            labels=labels,
         )
         return api.upload_model(_parent(props), str(props["modelId"]), spec)
 
@@ -489,7 +607,9 @@ class ModelDeploymentProvider(_Provider):
         if dm is None:
             # A fresh endpoint takes no traffic until a split names a model: give the first model
             # everything so it answers at once; later ones start at 0% (VertexTrafficSplit moves it).
-            first = None if live_split(ep.traffic_split) else {NEW_DEPLOYED_MODEL: 100}
+            # A VPC-peered private endpoint takes no split at all (the SDK sends none: "Traffic
+            # split is not supported for PSA based PrivateEndpoint"); its one model takes it all.
+            first = None if props.get("network") or live_split(ep.traffic_split) else {NEW_DEPLOYED_MODEL: 100}
             api.deploy_model(
                 endpoint,
                 DeploySpec(
@@ -530,21 +650,22 @@ class TrafficSplitProvider(_Provider):
     (adding up to 100; IDs not listed take no traffic)."""
 
     def check(self, olds: dict[str, Any], news: dict[str, Any]) -> dyn.CheckResult:
+        failures = [dyn.CheckFailure(k, r) for k, r in id_problems(news) if k == "endpoint"]
         split = news.get("trafficSplit")
         if isinstance(split, dict) and all(isinstance(v, int | float) for v in split.values()):
             try:
                 check_split(live_split(split))
             except ValueError as exc:
-                return dyn.CheckResult(news, [dyn.CheckFailure("trafficSplit", str(exc))])
-        return dyn.CheckResult(news, [])
+                failures.append(dyn.CheckFailure("trafficSplit", str(exc)))
+        return dyn.CheckResult(news, failures)
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dyn.DiffResult:
         changed = [k for k in TRAFFIC_KEYS if k != "trafficSplit" and olds.get(k) != news.get(k)]
         if _split_or_none(olds.get("trafficSplit")) != _split_or_none(news.get("trafficSplit")):
             changed.append("trafficSplit")
-        return dyn.DiffResult(
-            changes=bool(changed), replaces=[k for k in changed if k != "trafficSplit"], delete_before_replace=False
-        )
+        # the endpoint is the identity (check keeps project/region inside it); delete is a no-op
+        replaces = ["endpoint"] if "endpoint" in changed else []
+        return dyn.DiffResult(changes=bool(changed), replaces=replaces, delete_before_replace=False)
 
     def create(self, props: dict[str, Any]) -> dyn.CreateResult:
         self._apply(props)

@@ -37,7 +37,7 @@ FULL_SAGEMAKER: dict[str, Any] = {
         "canarySize": {"type": "CAPACITY_PERCENT", "value": 25},
         "waitIntervalSeconds": 600,
         "terminationWaitSeconds": 300,
-        "maximumExecutionTimeoutSeconds": 7200,
+        "maximumExecutionTimeoutSeconds": 3600,
     },
     "autoscaling": {"minInstances": 2, "maxInstances": 8, "includeCandidate": True},
     "alarms": {"actions": ["arn:aws:sns:eu-west-1:123456789012:ml-oncall"]},

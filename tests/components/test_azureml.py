@@ -131,7 +131,8 @@ def test_single_version_endpoint_and_deployment(
     assert p["environmentId"] == mock_id(env)
     assert env.inputs["properties"]["image"] == URIS["1"]
     routes = env.inputs["properties"]["inferenceConfig"]
-    assert routes["livenessRoute"] == routes["readinessRoute"] == {"path": "/ping", "port": CONTAINER_PORT}
+    assert routes["readinessRoute"] == routes["startupRoute"] == {"path": "/ping", "port": CONTAINER_PORT}
+    assert routes["livenessRoute"] == {"path": "/version", "port": CONTAINER_PORT}  # answers during the load
     assert routes["scoringRoute"] == {"path": "/invocations", "port": CONTAINER_PORT}
     assert env.inputs["version"].startswith("1-")
 

@@ -263,7 +263,7 @@ def test_full_config_endpoint_canary_deployment(full: Rendered) -> None:
     assert ep["name"] == "fraud-prod"
     policy = ep["deploymentConfig"]["blueGreenUpdatePolicy"]
     assert policy == {
-        "maximumExecutionTimeoutInSeconds": 7200,
+        "maximumExecutionTimeoutInSeconds": 3600,
         "terminationWaitInSeconds": 300,
         "trafficRoutingConfiguration": {
             "canarySize": {"type": "CAPACITY_PERCENT", "value": 25},

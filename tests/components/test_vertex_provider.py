@@ -189,15 +189,20 @@ def test_diff_ignores_outputs_and_sees_what_changed(deployer: ModelDeploymentPro
     d = deployer.diff("id", state, props("1", scaled))
     assert d.changes is True and d.replaces == []  # in place: mutate_deployed_model
 
+    # a replacement is named by what changes the identity: the IDs the new container is hashed into
     d = deployer.diff("id", state, props("1", image=IMAGE.format(v="1") + "-rebuilt"))
-    assert d.changes and {"container", "modelId", "deployedModelId"} <= set(d.replaces or [])
+    assert d.changes and set(d.replaces or []) == {"modelId", "deployedModelId"}
     assert d.delete_before_replace is False  # the new one is up before the old one goes
 
     machine = VertexSettings(
         project="acme-ml", region="europe-west4", minReplicas=1, maxReplicas=3, machineType="e2-standard-4"
     )
     d = deployer.diff("id", state, props("1", machine))
-    assert set(d.replaces or []) == {"machineType", "deployedModelId"}
+    assert set(d.replaces or []) == {"deployedModelId"}
+
+    labelled = VertexSettings(project="acme-ml", region="europe-west4", minReplicas=1, maxReplicas=3, labels={"a": "b"})
+    d = deployer.diff("id", state, props("1", labelled))
+    assert d.changes is True and d.replaces == []  # in place: update_model
 
 
 # --------------------------------------------------------------------------- update
@@ -437,6 +442,18 @@ def test_adapter_builds_real_aiplatform_requests() -> None:
     assert list(upd["update_mask"].paths) == ["traffic_split"] and dict(upd["endpoint"].traffic_split) == {
         "1234567890": 100
     }
+
+
+def test_adapter_updates_model_labels_and_display_name_at_model_level() -> None:
+    from google.cloud import aiplatform_v1 as v1
+
+    api = adapter(models={"update_model": v1.Model()})
+    api.update_model("projects/1/locations/r/models/m1@2", "fraud-detector-v1", {"team": "risk"})
+    [(method, req)] = api._models.requests  # type: ignore[attr-defined]
+    assert method == "update_model"
+    assert req["model"].name == "projects/1/locations/r/models/m1"  # no "@": the model, not a version
+    assert (req["model"].display_name, dict(req["model"].labels)) == ("fraud-detector-v1", {"team": "risk"})
+    assert sorted(req["update_mask"].paths) == ["display_name", "labels"]
 
 
 def test_adapter_reads_endpoints_and_maps_not_found_and_already_exists() -> None:

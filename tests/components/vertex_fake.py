@@ -3,13 +3,17 @@
 It keeps the rules the real service enforces (and that the providers must respect): a deployed
 model ID is unique per endpoint, a split names deployed models only and adds up to 100, a model
 with traffic cannot be undeployed unless the request's split takes its traffic away (or it is the
-last one), a model still deployed cannot be deleted, names come back with the project *number*.
+last one), a model still deployed cannot be deleted, names come back with the project *number*;
+a VPC-peered private endpoint (``add_endpoint(..., network=...)``) holds one deployed model and
+takes no traffic split (Google: "Only support one model per private endpoint"; the SDK refuses a
+split for it).
 Every write is logged; ``fail`` makes the next call(s) of a method raise, to simulate a failure
 half-way through a provider operation.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 from components.vertex_provider import (
@@ -32,6 +36,7 @@ class FakeVertexError(RuntimeError):
 class _Endpoint:
     deployed: dict[str, DeployedModelState] = field(default_factory=dict)
     split: dict[str, int] = field(default_factory=dict)
+    network: str | None = None
 
 
 class FakeVertex:
@@ -45,8 +50,8 @@ class FakeVertex:
 
     # -- test helpers
 
-    def add_endpoint(self, endpoint_id: str) -> str:
-        self.endpoints[endpoint_id] = _Endpoint()
+    def add_endpoint(self, endpoint_id: str, network: str | None = None) -> str:
+        self.endpoints[endpoint_id] = _Endpoint(network=network)
         return f"projects/{self.project}/locations/{self.region}/endpoints/{endpoint_id}"
 
     def fail(self, method: str, times: int = 1) -> None:
@@ -99,9 +104,18 @@ class FakeVertex:
         if model_id in self.models:
             raise FakeVertexError(f"409 model {model_id} already exists")
         name = self._model_name(model_id)
-        self.models[model_id] = ModelState(name=name, image_uri=spec.container.image_uri)
+        self.models[model_id] = ModelState(
+            name=name, image_uri=spec.container.image_uri, display_name=spec.display_name, labels=dict(spec.labels)
+        )
         self.specs[model_id] = spec
         return name
+
+    def update_model(self, name: str, display_name: str, labels: Mapping[str, str]) -> None:
+        self._call("update_model", name, display_name, dict(labels))
+        m = self.models.get(self._id(name))
+        if m is None:
+            raise FakeVertexError(f"404 model {name}")
+        self.models[self._id(name)] = replace(m, display_name=display_name, labels=dict(labels))
 
     def delete_model(self, name: str) -> None:
         self._call("delete_model", name)
@@ -130,6 +144,10 @@ class FakeVertex:
             raise FakeVertexError(f"409 deployed model {spec.deployed_model_id} exists")
         if not spec.deployed_model_id.isdigit() or len(spec.deployed_model_id) > 10:
             raise FakeVertexError(f"400 bad deployed model id {spec.deployed_model_id}")
+        if ep.network is not None and ep.deployed:
+            raise FakeVertexError("400 a private endpoint holds one deployed model")
+        if ep.network is not None and traffic_split:
+            raise FakeVertexError("400 traffic split is not supported for a private endpoint")
         ep.deployed[spec.deployed_model_id] = DeployedModelState(
             id=spec.deployed_model_id,
             model=self._model_name(self._id(spec.model)),
@@ -179,5 +197,7 @@ class FakeVertex:
     def set_traffic_split(self, endpoint: str, traffic_split: dict[str, int]) -> None:
         self._call("set_traffic_split", endpoint, traffic_split)
         ep = self._endpoint(endpoint)
+        if ep.network is not None:
+            raise FakeVertexError("400 traffic split is not supported for a private endpoint")
         self._check_split(ep, traffic_split)
         ep.split = dict(traffic_split)
