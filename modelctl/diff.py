@@ -56,12 +56,16 @@ class ResourceChange:
     delete_first: bool = False
     """``replace``: the old one goes before the new one exists (a fixed physical name)."""
     urn: str = ""
+    source: str = ""
+    """``replace`` by a provider rule: where that rule was read (:mod:`modelctl.replacements`)."""
 
     def as_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"type": self.type, "name": self.name, "action": self.action, "paths": list(self.paths)}
         if self.action == "replace":
             out["reason"] = self.reason
             out["deleteBeforeReplace"] = self.delete_first
+            if self.source:
+                out["source"] = self.source
         return out
 
 
@@ -157,8 +161,10 @@ def classify(
 ) -> ResourceChange | None:
     """The change the engine would make to one resource both renders declare (None: same)."""
 
-    def change(action: str, paths: Sequence[str], reason: str = "", delete_first: bool = False) -> ResourceChange:
-        return ResourceChange(new.type, new.name, action, tuple(paths), reason, delete_first, new.urn)
+    def change(
+        action: str, paths: Sequence[str], reason: str = "", delete_first: bool = False, source: str = ""
+    ) -> ResourceChange:
+        return ResourceChange(new.type, new.name, action, tuple(paths), reason, delete_first, new.urn, source)
 
     ignore = [str(p) for p in new.options.get("ignoreChanges", [])]
     news = dict(new.inputs)
@@ -205,8 +211,7 @@ def classify(
     delete_first = bool(new.options.get("deleteBeforeReplace"))
     if rule is not None and rule.delete_before_replace is not None:
         delete_first = delete_first or _is_set(new.inputs, rule.delete_before_replace)
-    source = f" ({rule.source})" if rule is not None else ""
-    return change("replace", paths, "; ".join(reasons) + source, delete_first)
+    return change("replace", paths, "; ".join(reasons), delete_first, rule.source if rule is not None else "")
 
 
 def _is_set(inputs: Mapping[str, Any], path: str) -> bool:
@@ -307,6 +312,8 @@ def format_text(diff: StackDiff) -> str:
             lines.append(f"      inputs: {_wrap(c.paths)}")
         if c.action == "replace":
             lines.append(f"      because: {c.reason}")
+            if c.source:
+                lines.append(f"      rule read in: {short_source(c.source)}")
             if c.delete_first:
                 lines.append("      delete-before-replace: the old one is deleted before the new one exists (downtime)")
         effect = restarts(c)
@@ -314,6 +321,11 @@ def format_text(diff: StackDiff) -> str:
             lines.append(f"      note: {effect}")
     lines.append(diff.summary())
     return "\n".join(lines)
+
+
+def short_source(source: str) -> str:
+    """The file a rule was read in (its full text, with the facts, is in ``--json``)."""
+    return source.split(": ", 1)[0]
 
 
 def _wrap(paths: Sequence[str]) -> str:

@@ -50,7 +50,7 @@ def test_a_forcing_input_replaces_and_a_fixed_name_deletes_first() -> None:
     )
     renamed = classify(old, declared(ep, "e", {**old.inputs, "name": "fraud-2"}), {})
     assert renamed is not None and renamed.action == "replace" and renamed.delete_first
-    assert "name forces a new resource" in renamed.reason and "endpoint.go" in renamed.reason
+    assert "name forces a new resource" in renamed.reason and "sagemaker/endpoint.go" in renamed.source
     # the rollback block is ForceNew as a whole (MaxItems 1), its alarm list is not
     more_alarms = {"autoRollbackConfiguration": {"alarms": [{"alarmName": "a"}, {"alarmName": "b"}]}}
     grown = classify(old, declared(ep, "e", {**old.inputs, "deploymentConfig": more_alarms}), {})
