@@ -174,10 +174,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = bool(getattr(args, "debug", False))
     try:
         _absolute_paths(args)
-        from modelctl.project import project_dir, working_directory
+        from modelctl.project import activated, project_dir
 
         project = project_dir(getattr(args, "project_dir", None))
-        with working_directory(project):
+        with activated(project):
             return _dispatch(args, project)
     except CommandError as exc:
         if debug:

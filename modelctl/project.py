@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -43,10 +44,25 @@ def project_dir(given: Path | None) -> Path:
 
 
 @contextlib.contextmanager
-def working_directory(folder: Path) -> Iterator[None]:
+def activated(folder: Path) -> Iterator[None]:
+    """Run as ``pulumi`` runs the program in ``folder``: it is the working directory, its
+    ``components`` package is the one imported (first on ``sys.path``; modelctl may be installed
+    elsewhere), and image build contexts go to its ``build/`` unless MLFLOW_DEPLOY_BUILD_DIR says
+    otherwise. Everything is restored on exit."""
     previous = Path.cwd()
+    root = str(folder)
+    added = root not in sys.path
+    build_key = "MLFLOW_DEPLOY_BUILD_DIR"
+    had_build = build_key in os.environ
+    if added:
+        sys.path.insert(0, root)
+    os.environ.setdefault(build_key, str(folder / "build"))
     os.chdir(folder)
     try:
         yield
     finally:
         os.chdir(previous)
+        if not had_build:
+            os.environ.pop(build_key, None)
+        if added and root in sys.path:
+            sys.path.remove(root)

@@ -392,6 +392,8 @@ def status(stack: str, config: Path | None, *, project: Path | None = None) -> i
     from components.rollout import plan_traffic
 
     plan = plan_traffic(stable, cand)
+    # ask the registry first: an unreachable one is one error line, not half a report
+    registry = {v: _registry_lines(settings.model.name, v, uri) for v in plan.versions}
     print(f"stack:     {stack} ({sf.path.name})")
     print(f"model:     {settings.model.name}  (registry {uri})")
     alias = f"  (alias {settings.model.alias})" if settings.model.alias else ""
@@ -406,9 +408,8 @@ def status(stack: str, config: Path | None, *, project: Path | None = None) -> i
     print(f"targets:   {', '.join(settings.targets)}")
     print()
     missing = []
-    for v in plan.versions:
-        print(f"registry, version {v}:", flush=True)
-        lines = _registry_lines(settings.model.name, v, uri)
+    for v, lines in registry.items():
+        print(f"registry, version {v}:")
         if lines is None:
             missing.append(v)
             lines = ["NOT FOUND in the registry"]
