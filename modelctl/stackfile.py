@@ -35,7 +35,7 @@ from typing import Any
 
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.error import CommentMark, MarkedYAMLError, YAMLError
 from ruamel.yaml.tokens import CommentToken
 
 from modelctl.cli import CommandError
@@ -183,8 +183,9 @@ def merge_edit(original: str, before: str, after: str) -> str:
     to ``original`` (the file as it is), line by line.
 
     Where ruamel reproduces the file line for line (``before`` has as many lines as the
-    original), the lines the edit leaves alone are copied from the original, byte for byte; only
-    the changed lines come from the dump. Otherwise the dump is the result.
+    original), the lines the edit leaves alone are copied from the original, byte for byte; the
+    changed lines come from the dump, indented as their neighbours are in the original. Otherwise
+    the dump is the result.
     """
     orig_lines = original.splitlines(keepends=True)
     before_lines = before.splitlines(keepends=True)
@@ -193,14 +194,53 @@ def merge_edit(original: str, before: str, after: str) -> str:
     if len(orig_lines) != len(before_lines):
         return after.replace("\n", newline) if newline != "\n" else after
     out: list[str] = []
-    for op, i1, i2, j1, j2 in difflib.SequenceMatcher(None, before_lines, after_lines, autojunk=False).get_opcodes():
+    matcher = difflib.SequenceMatcher(None, before_lines, after_lines, autojunk=False)
+    for op, i1, i2, j1, j2 in matcher.get_opcodes():
         if op == "equal":
             out.extend(orig_lines[i1:i2])
-        else:
-            out.extend(ln.replace("\n", newline) if newline != "\n" else ln for ln in after_lines[j1:j2])
+            continue
+        for line in after_lines[j1:j2]:
+            line = _reindent(line, orig_lines, before_lines, i1, i2)
+            out.append(line.replace("\n", newline) if newline != "\n" else line)
     if out and not out[-1].endswith("\n") and original.endswith("\n"):
         out[-1] += newline
     return "".join(out)
+
+
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip(" "))
+
+
+def _is_content(line: str) -> bool:
+    return bool(line.strip()) and not line.lstrip().startswith("#")
+
+
+def _reindent(line: str, orig: list[str], dump: list[str], i1: int, i2: int) -> str:
+    """Give a changed line the indentation its neighbourhood has in the original: that of the
+    nearest line at the same dump indentation in the same block (before the change, else after
+    it), else the block's parent's plus the dump's step."""
+    if not line.strip():
+        return line
+    d = _indent(line)
+    parent: int | None = None
+    for k in range(i1 - 1, -1, -1):
+        if not _is_content(dump[k]):
+            continue
+        if _indent(dump[k]) == d:
+            return " " * _indent(orig[k]) + line.lstrip(" ")
+        if _indent(dump[k]) < d:
+            parent = k
+            break
+    for k in range(i2, len(dump)):
+        if not _is_content(dump[k]):
+            continue
+        if _indent(dump[k]) == d:
+            return " " * _indent(orig[k]) + line.lstrip(" ")
+        if _indent(dump[k]) < d:
+            break
+    if parent is not None:
+        return " " * (_indent(orig[parent]) + d - _indent(dump[parent])) + line.lstrip(" ")
+    return line
 
 
 # --------------------------------------------------------------------------- comments
@@ -257,7 +297,7 @@ def _give_following(container: Any, key: Any, text: str) -> None:
         token.value = (head or "\n") + rest + text
         return
     entry = c.ca.items.setdefault(k, [None, None, None, None])
-    entry[_token_slot(c)] = CommentToken("\n" + text, None)
+    entry[_token_slot(c)] = CommentToken("\n" + text, CommentMark(0), None)
 
 
 def _attached_part(following: str) -> tuple[str, str]:

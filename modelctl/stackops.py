@@ -214,9 +214,14 @@ def _start(sf: StackFile, settings: Any, version: str, strategy: str | None, per
     cfg = sf.config
     cand = cfg.get(CANDIDATE_KEY)
     if cand is None:
-        cand = CommentedMap()
+        new = CommentedMap()
+        new["version"] = _version_scalar(version)
+        new["strategy"] = strategy or "canary"
+        if percent is not None:
+            new["percent"] = percent
         keys = list(cfg.keys())
-        stackfile.insert_key(cfg, keys.index(MODEL_KEY) + 1 if MODEL_KEY in keys else len(keys), CANDIDATE_KEY, cand)
+        stackfile.insert_key(cfg, keys.index(MODEL_KEY) + 1 if MODEL_KEY in keys else len(keys), CANDIDATE_KEY, new)
+        return _write(sf, dry_run)
     _set(cand, "version", _version_scalar(version))
     if strategy is not None:
         _set(cand, "strategy", strategy)
