@@ -98,7 +98,8 @@ def check_tracking_uri(uri: str) -> None:
     mistake, reported with the URI and the path it resolved to.
     """
     scheme = uri.partition(":")[0].lower() if ":" in uri else ""
-    if scheme in _REMOTE_SCHEMES or scheme.startswith(tuple(_DB_SCHEMES)):
+    remote = uri.lower() in ("databricks", "databricks-uc") or scheme in _REMOTE_SCHEMES
+    if remote or scheme.startswith(tuple(_DB_SCHEMES)):
         return
     path = local_store_path(uri)
     if path is None:  # other schemes (plugins such as azureml://) are MLflow's to judge
