@@ -15,6 +15,7 @@ the nearest folder at or above the working directory holding Pulumi.yaml, and ru
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -40,7 +41,7 @@ exit codes:
 environment:
   MLFLOW_TRACKING_URI         the registry when the stack file names none
   MLFLOW_HTTP_REQUEST_TIMEOUT, MLFLOW_HTTP_REQUEST_MAX_RETRIES
-                              registry calls: 5 s per attempt, 2 retries (under 20 s) unless set
+                              registry calls: 4 s per attempt, 2 retries (under 15 s) unless set
   MODELCTL_LOCK_TIMEOUT       seconds promote/rollback wait for another run on the same file (60)
 """
 
@@ -166,7 +167,7 @@ def _absolute_paths(args: argparse.Namespace) -> None:
     """Paths on the command line mean what they meant where modelctl was started."""
     for key, value in vars(args).items():
         if isinstance(value, Path):
-            setattr(args, key, value.absolute())
+            setattr(args, key, Path(os.path.abspath(value)))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -28,6 +28,7 @@ from typing import Any
 
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap
+from ruamel.yaml.error import YAMLError
 from ruamel.yaml.scalarstring import DoubleQuotedScalarString
 
 from modelctl import stackfile
@@ -64,7 +65,16 @@ class StackFile:
         return self.data["config"]
 
     def render_text(self) -> str:
-        return stackfile.merge_edit(self.text, self.before, stackfile.dump(self.data, self.text))
+        """The edited file: the original with only the edited lines changed, unless that would
+        not read back as the edited document (then ruamel's own dump of it)."""
+        after = stackfile.dump(self.data, self.text)
+        merged = stackfile.merge_edit(self.text, self.before, after)
+        safe = YAML(typ="safe")
+        try:
+            same = safe.load(merged) == safe.load(after)
+        except YAMLError:
+            same = False
+        return merged if same else after
 
 
 @contextlib.contextmanager
