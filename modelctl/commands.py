@@ -6,32 +6,41 @@ from pathlib import Path
 from typing import Any
 
 from modelctl.cli import CommandError
-from modelctl.render import Rendered, read_stack_config, run_program, stack_file, write_outputs
+from modelctl.render import PROJECT_ROOT, Rendered, run_program, stack_file, write_outputs
 
 
-def load_stack_config(stack: str, config: Path | None) -> tuple[Path, dict[str, Any]]:
-    path = config or stack_file(stack)
-    if not path.exists():
-        raise CommandError(f"no stack config file {path}")
-    return path, read_stack_config(path)
+def load_stack_config(stack: str, config: Path | None, project: Path | None = None) -> tuple[Path, dict[str, Any]]:
+    """The stack file's path and its ``config:`` mapping; every problem with the file (missing,
+    unreadable, a YAML error, no or an empty ``config:``) is a CommandError naming it."""
+    from modelctl.stackfile import read_config
+
+    path = config or stack_file(stack, project or PROJECT_ROOT)
+    return path, read_config(path)
 
 
-def render_stack(stack: str, config: Path | None) -> Rendered:
+def render_stack(stack: str, config: Path | None, project: Path | None = None) -> Rendered:
     """Run the program for ``stack``; config and registry errors become a CommandError."""
     from components.registry import RegistryError
     from components.rollout import RolloutError
     from components.settings import SettingsError
 
-    _, cfg = load_stack_config(stack, config)
+    root = project or PROJECT_ROOT
+    _, cfg = load_stack_config(stack, config, root)
+    program = root / "__main__.py"
+    if not program.is_file():
+        raise CommandError(f"no Pulumi program {program}")
     try:
-        return run_program(cfg, stack=stack)
+        return run_program(cfg, stack=stack, program=program)
     except (SettingsError, RegistryError, RolloutError) as exc:
         raise CommandError(str(exc)) from exc
 
 
-def render(stack: str, config: Path | None, out: Path) -> int:
-    rendered = render_stack(stack, config)
-    written = write_outputs(rendered, out)
+def render(stack: str, config: Path | None, out: Path, project: Path | None = None) -> int:
+    rendered = render_stack(stack, config, project)
+    try:
+        written = write_outputs(rendered, out)
+    except OSError as exc:
+        raise CommandError(f"cannot write the render to {out}: {exc.strerror or exc}") from exc
     manifests = [p for p in written if p.suffix == ".yaml"]
     print(
         f"rendered stack {stack!r}: {len(rendered.resources)} resources -> {out / 'resources.json'}, "

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from modelctl.commands import load_stack_config
-from modelctl.render import Declared, run_program, write_outputs
+from modelctl.render import PROJECT_ROOT, Declared, run_program, write_outputs
 from modelctl.sample import FEATURES, register_sample_model, sample_frame
 
 
@@ -69,16 +69,17 @@ def print_table(rendered_resources: list[Declared]) -> None:
         print(f"{a:<{w0}}  {b:<{w1}}  {c}")
 
 
-def demo(workdir: Path, *, serve: bool = True, port: int = 0) -> int:
+def demo(workdir: Path, *, serve: bool = True, port: int = 0, project: Path | None = None) -> int:
+    project = project or PROJECT_ROOT
     workdir = workdir.resolve()
     print(f"1. registering the sample model in {workdir} ...")
     reg = register_sample_model(workdir)
     print(f"   {reg.name}: versions {', '.join(reg.versions)}; alias {reg.alias} -> {reg.versions[-1]}")
 
     print("2. rendering the dev stack under Pulumi's mock runtime ...")
-    _, cfg = load_stack_config("dev", None)
+    _, cfg = load_stack_config("dev", None, project)
     cfg["mlflow-deploy:mlflow"] = {"trackingUri": reg.tracking_uri}
-    rendered = run_program(cfg, stack="dev")
+    rendered = run_program(cfg, stack="dev", program=project / "__main__.py")
     out = workdir / "render"
     write_outputs(rendered, out)
     print(f"   {len(rendered.resources)} resources -> {out}/resources.json, manifests -> {out}/kubernetes/")
@@ -109,15 +110,20 @@ def demo(workdir: Path, *, serve: bool = True, port: int = 0) -> int:
             print(f"   -> {resp.status} {resp.read().decode().strip()}")
         with urllib.request.urlopen(f"{base}/metrics", timeout=30) as resp:
             metrics = resp.read().decode().splitlines()
+        # the prediction's own counters: /ping and /metrics requests (503 while the model was
+        # loading is how readiness works) would read like errors here
         shown = [
             ln
             for ln in metrics
             if ln.startswith(("model_requests_total", "model_prediction_rows_total", "model_info"))
+            and 'route="/ping"' not in ln
+            and 'route="/metrics"' not in ln
         ]
         print("   GET /metrics (excerpt):")
         for ln in shown[:6]:
             print(f"     {ln}")
     print("   server stopped.")
     print()
-    print("Next: `pulumi stack select dev && pulumi up` with a kube context (see README).")
+    print("Next: `modelctl render --stack dev --out out/` renders the dev stack against this registry;")
+    print("      docs/getting-started.md deploys it for real (Pulumi, kind, a local registry).")
     return 0

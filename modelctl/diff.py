@@ -355,16 +355,19 @@ def committed_stack_file(stack: str, root: Path, dest: Path) -> Path:
     return dest
 
 
-def diff_command(stack: str, from_file: Path | None, to_file: Path | None, *, as_json: bool) -> int:
+def diff_command(
+    stack: str, from_file: Path | None, to_file: Path | None, *, as_json: bool, project: Path | None = None
+) -> int:
     """``modelctl diff``: render both stack files and print what ``pulumi up`` would do."""
     from modelctl.commands import render_stack
     from modelctl.render import PROJECT_ROOT, stack_file
 
+    root = project or PROJECT_ROOT
     with tempfile.TemporaryDirectory(prefix="modelctl-diff-") as tmp:
-        old_path = from_file or committed_stack_file(stack, PROJECT_ROOT, Path(tmp) / f"Pulumi.{stack}.yaml")
-        new_path = to_file or stack_file(stack)
-        old = render_stack(stack, old_path)
-        new = render_stack(stack, new_path)
+        old_path = from_file or committed_stack_file(stack, root, Path(tmp) / f"Pulumi.{stack}.yaml")
+        new_path = to_file or stack_file(stack, root)
+        old = render_stack(stack, old_path, root)
+        new = render_stack(stack, new_path, root)
     result = diff_renders(old, new)
     if as_json:
         print(json.dumps([c.as_json() for c in result.changes], indent=2))

@@ -1,10 +1,14 @@
 """``modelctl promote | rollback | status``: promotion and rollback as stack-config edits.
 
 Every write
-* validates the resulting config with the same settings code the program runs,
-* checks that the version exists in the registry the stack names (else ``MLFLOW_TRACKING_URI``),
-* keeps comments, key order and quoting of ``Pulumi.<stack>.yaml`` (ruamel.yaml round-trip),
-* prints the unified diff (and writes nothing with ``--dry-run``).
+* holds a lock on the stack file and reads it only then, so two runs at once go one after the
+  other and the second sees (and is validated against) the first one's edit;
+* validates the resulting config with the same settings code the program runs;
+* checks that the version exists in the registry the stack names (else ``MLFLOW_TRACKING_URI``);
+* changes only the lines of the edit: the file's indentation, comments, key order and quoting
+  stay as they were (:mod:`modelctl.stackfile`);
+* prints the unified diff (and writes nothing with ``--dry-run``), then replaces the file in one
+  rename, keeping its mode, only if nobody changed it meanwhile.
 
 The resulting file is what goes into the pull request; ``pulumi preview`` in the PR check then
 shows what the edit changes.
@@ -12,19 +16,22 @@ shows what the edit changes.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
-import io
 import json
 import shutil
 import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap
+from ruamel.yaml.error import YAMLError
 from ruamel.yaml.scalarstring import DoubleQuotedScalarString
 
+from modelctl import stackfile
 from modelctl.cli import CommandError
 from modelctl.render import NAMESPACE, PROJECT_ROOT, stack_file
 
@@ -33,39 +40,54 @@ CANDIDATE_KEY = f"{NAMESPACE}:candidate"
 MLFLOW_KEY = f"{NAMESPACE}:mlflow"
 
 
-def _yaml() -> YAML:
-    y = YAML()
-    y.preserve_quotes = True
-    y.indent(mapping=2, sequence=4, offset=2)
-    y.width = 4096
-    return y
+def stack_path(stack: str, config: Path | None, project: Path | None = None) -> Path:
+    return config or stack_file(stack, project or PROJECT_ROOT)
 
 
 @dataclass
 class StackFile:
     path: Path
     text: str
+    """The file as read: the base every edit is applied to, and what it must still hold at write."""
     data: Any  # the round-trip document
+    before: str
+    """ruamel's dump of the unedited document (see :func:`stackfile.merge_edit`)."""
 
     @classmethod
-    def load(cls, stack: str, config: Path | None) -> StackFile:
-        path = config or stack_file(stack)
-        if not path.exists():
-            raise CommandError(f"no stack config file {path}")
-        text = path.read_text()
-        data = _yaml().load(text)
-        if data is None or "config" not in data:
-            raise CommandError(f"{path} has no 'config:' section")
-        return cls(path, text, data)
+    def load(cls, path: Path) -> StackFile:
+        text = stackfile.read_text(path)
+        data = stackfile.parse(path, text, round_trip=True)
+        stackfile.config_section(path, data)
+        return cls(path, text, data, stackfile.dump(data, text))
 
     @property
     def config(self) -> Any:
         return self.data["config"]
 
     def render_text(self) -> str:
-        buf = io.StringIO()
-        _yaml().dump(self.data, buf)
-        return buf.getvalue()
+        """The edited file: the original with only the edited lines changed, unless that would
+        not read back as the edited document (then ruamel's own dump of it)."""
+        after = stackfile.dump(self.data, self.text)
+        merged = stackfile.merge_edit(self.text, self.before, after)
+        safe = YAML(typ="safe")
+        try:
+            same = safe.load(merged) == safe.load(after)
+        except YAMLError:
+            same = False
+        return merged if same else after
+
+
+@contextlib.contextmanager
+def _editing(path: Path, dry_run: bool) -> Iterator[None]:
+    """A real edit: refuse a read-only file up front, then hold the file's lock throughout."""
+    if dry_run:
+        yield
+        return
+    if not path.exists():
+        raise CommandError(f"no stack config file {path}")
+    stackfile.check_writable(path)
+    with stackfile.locked(path):
+        yield
 
 
 def _settings(config: Any) -> Any:
@@ -115,7 +137,7 @@ def _stable_version(settings: Any) -> str:
 
 def _write(sf: StackFile, dry_run: bool) -> int:
     new = sf.render_text()
-    _settings(sf.config)  # the result must be a valid stack config
+    _settings(stackfile.config_section(sf.path, YAML(typ="safe").load(new)))  # the result must be valid
     diff = "".join(
         difflib.unified_diff(
             sf.text.splitlines(keepends=True),
@@ -130,19 +152,32 @@ def _write(sf: StackFile, dry_run: bool) -> int:
     elif dry_run:
         print(f"(dry run: {sf.path} not written)")
     else:
-        sf.path.write_text(new)
+        try:
+            stackfile.atomic_write(sf.path, new, expected=sf.text)
+        except OSError as exc:
+            raise CommandError(f"cannot write {sf.path}: {exc.strerror or exc}: nothing written") from exc
         print(f"wrote {sf.path}")
     return 0
 
 
-def _insert_after(mapping: CommentedMap, after: str, key: str, value: Any) -> None:
-    keys = list(mapping.keys())
-    pos = keys.index(after) + 1 if after in keys else len(keys)
-    mapping.insert(pos, key, value)
-
-
 def _version_scalar(v: str) -> DoubleQuotedScalarString:
     return DoubleQuotedScalarString(str(v))
+
+
+def _set_stable_version(model: CommentedMap, version: str) -> None:
+    """model.version = version (an alias is replaced in place: the stack now pins the version;
+    the alias in the registry is the registry's business)."""
+    if "alias" in model:
+        stackfile.rename_key(model, "alias", "version", _version_scalar(version))
+    else:
+        model["version"] = _version_scalar(version)
+
+
+def _set(mapping: CommentedMap, key: str, value: Any) -> None:
+    if key in mapping:
+        mapping[key] = value
+    else:
+        stackfile.insert_key(mapping, len(mapping), key, value)
 
 
 # --------------------------------------------------------------------------- promote
@@ -157,16 +192,24 @@ def promote(
     percent: int | None,
     finish: bool,
     dry_run: bool = False,
+    project: Path | None = None,
 ) -> int:
-    sf = StackFile.load(stack, config)
-    settings = _settings(sf.config)
-    if finish:
-        if version is not None or strategy is not None or percent is not None:
-            raise CommandError("--finish takes no --version, --strategy or --percent")
-        return _finish(sf, settings, dry_run)
-    if version is None:
+    if finish and (version is not None or strategy is not None or percent is not None):
+        raise CommandError("--finish takes no --version, --strategy or --percent")
+    if not finish and version is None:
         raise CommandError("give --version V (start or adjust a candidate) or --finish")
-    version = str(version).strip()
+    path = stack_path(stack, config, project)
+    with _editing(path, dry_run):
+        sf = StackFile.load(path)
+        settings = _settings(sf.config)
+        if finish:
+            return _finish(sf, settings, dry_run)
+        assert version is not None
+        return _start(sf, settings, str(version).strip(), strategy, percent, dry_run)
+
+
+def _start(sf: StackFile, settings: Any, version: str, strategy: str | None, percent: int | None,
+           dry_run: bool) -> int:
     stable = _stable_version(settings)
     if version == stable:
         raise CommandError(f"version {version} is already the stable version (model.version); nothing to promote")
@@ -181,15 +224,21 @@ def promote(
     cfg = sf.config
     cand = cfg.get(CANDIDATE_KEY)
     if cand is None:
-        cand = CommentedMap()
-        _insert_after(cfg, MODEL_KEY, CANDIDATE_KEY, cand)
-    cand["version"] = _version_scalar(version)
+        new = CommentedMap()
+        new["version"] = _version_scalar(version)
+        new["strategy"] = strategy or "canary"
+        if percent is not None:
+            new["percent"] = percent
+        keys = list(cfg.keys())
+        stackfile.insert_key(cfg, keys.index(MODEL_KEY) + 1 if MODEL_KEY in keys else len(keys), CANDIDATE_KEY, new)
+        return _write(sf, dry_run)
+    _set(cand, "version", _version_scalar(version))
     if strategy is not None:
-        cand["strategy"] = strategy
+        _set(cand, "strategy", strategy)
     elif "strategy" not in cand:
-        cand["strategy"] = "canary"
+        _set(cand, "strategy", "canary")
     if percent is not None:
-        cand["percent"] = percent
+        _set(cand, "percent", percent)
     return _write(sf, dry_run)
 
 
@@ -198,29 +247,28 @@ def _finish(sf: StackFile, settings: Any, dry_run: bool) -> int:
     if cand is None:
         raise CommandError("no candidate to finish: the stack has no mlflow-deploy:candidate")
     _require_version(settings, cand.version)
-    model = sf.config[MODEL_KEY]
-    if "alias" in model:
-        # the stack now pins the version; the alias in the registry is the registry's business
-        keys = list(model.keys())
-        pos = keys.index("alias")
-        del model["alias"]
-        model.insert(pos, "version", _version_scalar(cand.version))
-    else:
-        model["version"] = _version_scalar(cand.version)
-    del sf.config[CANDIDATE_KEY]
+    _set_stable_version(sf.config[MODEL_KEY], cand.version)
+    stackfile.delete_key(sf.config, CANDIDATE_KEY)
     return _write(sf, dry_run)
 
 
 # --------------------------------------------------------------------------- rollback
 
 
-def rollback(stack: str, config: Path | None, *, to: str | None, dry_run: bool = False) -> int:
-    sf = StackFile.load(stack, config)
+def rollback(stack: str, config: Path | None, *, to: str | None, dry_run: bool = False,
+             project: Path | None = None) -> int:
+    path = stack_path(stack, config, project)
+    with _editing(path, dry_run):
+        sf = StackFile.load(path)
+        return _rollback(stack, sf, to, dry_run)
+
+
+def _rollback(stack: str, sf: StackFile, to: str | None, dry_run: bool) -> int:
     settings = _settings(sf.config)
     cfg = sf.config
     if to is None and settings.candidate is not None:
         # abort the trial: routing goes back to stable, the candidate's objects go away
-        del cfg[CANDIDATE_KEY]
+        stackfile.delete_key(cfg, CANDIDATE_KEY)
         return _write(sf, dry_run)
 
     stable = _stable_version(settings)
@@ -237,15 +285,8 @@ def rollback(stack: str, config: Path | None, *, to: str | None, dry_run: bool =
         raise CommandError(f"version {to} is already the stable version; nothing to roll back")
     _require_version(settings, to)
     if CANDIDATE_KEY in cfg:
-        del cfg[CANDIDATE_KEY]
-    model = cfg[MODEL_KEY]
-    if "alias" in model:
-        keys = list(model.keys())
-        pos = keys.index("alias")
-        del model["alias"]
-        model.insert(pos, "version", _version_scalar(to))
-    else:
-        model["version"] = _version_scalar(to)
+        stackfile.delete_key(cfg, CANDIDATE_KEY)
+    _set_stable_version(cfg[MODEL_KEY], to)
     return _write(sf, dry_run)
 
 
@@ -357,8 +398,8 @@ def first_other_version(history: Any, current: str) -> str | None:
 # --------------------------------------------------------------------------- status
 
 
-def status(stack: str, config: Path | None) -> int:
-    sf = StackFile.load(stack, config)
+def status(stack: str, config: Path | None, *, project: Path | None = None) -> int:
+    sf = StackFile.load(stack_path(stack, config, project))
     settings = _settings(sf.config)
     uri = _tracking_uri(settings)
     stable = _stable_version(settings)
@@ -366,6 +407,8 @@ def status(stack: str, config: Path | None) -> int:
     from components.rollout import plan_traffic
 
     plan = plan_traffic(stable, cand)
+    # ask the registry first: an unreachable one is one error line, not half a report
+    registry = {v: _registry_lines(settings.model.name, v, uri) for v in plan.versions}
     print(f"stack:     {stack} ({sf.path.name})")
     print(f"model:     {settings.model.name}  (registry {uri})")
     alias = f"  (alias {settings.model.alias})" if settings.model.alias else ""
@@ -379,9 +422,13 @@ def status(stack: str, config: Path | None) -> int:
     print(f"traffic:   {split}{mirror}")
     print(f"targets:   {', '.join(settings.targets)}")
     print()
-    for v in plan.versions:
+    missing = []
+    for v, lines in registry.items():
         print(f"registry, version {v}:")
-        for line in _registry_lines(settings.model.name, v, uri):
+        if lines is None:
+            missing.append(v)
+            lines = ["NOT FOUND in the registry"]
+        for line in lines:
             print(f"  {line}")
     if settings.sagemaker is not None:
         print()
@@ -390,6 +437,11 @@ def status(stack: str, config: Path | None) -> int:
             print(f"sagemaker: {line}")
         if drift.drifted:
             return DRIFT_EXIT
+    if missing:
+        raise CommandError(
+            f"model {settings.model.name!r} has no version {', '.join(missing)} in the registry at {uri}: "
+            "`pulumi up` would fail"
+        )
     return 0
 
 
@@ -443,17 +495,19 @@ def _pulumi_stack_outputs(stack: str, cwd: Path) -> dict[str, Any] | None:
         return None
 
 
-def _registry_lines(name: str, version: str, uri: str) -> list[str]:
+def _registry_lines(name: str, version: str, uri: str) -> list[str] | None:
+    """What the registry says about one version; None when it has no such version. An
+    unreachable registry is an error (bounded retries), never "not found"."""
     import datetime as dt
 
-    from mlflow.exceptions import MlflowException
-    from mlflow.tracking import MlflowClient
+    from components.registry import RegistryError, describe_version
 
-    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     try:
-        mv = client.get_model_version(name, version)
-    except MlflowException as exc:
-        return [f"NOT FOUND in the registry ({exc.error_code})"]
+        mv = describe_version(name, version, tracking_uri=uri)
+    except RegistryError as exc:
+        raise CommandError(str(exc)) from exc
+    if mv is None:
+        return None
     created = dt.datetime.fromtimestamp(mv.creation_timestamp / 1000, tz=dt.UTC).isoformat(timespec="seconds")
     lines = [
         f"status {mv.status}, created {created}",

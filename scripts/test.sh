@@ -24,5 +24,8 @@ python -m ruff check .
 echo "== mypy components serving modelctl"
 python -m mypy
 
+echo "== workflow files (GitHub Actions schema)"
+python -m check_jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
+
 echo "== pytest"
 python -m pytest -q -p no:cacheprovider "$@"

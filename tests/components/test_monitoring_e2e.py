@@ -44,6 +44,7 @@ FAIL_EVERY = 4  # one request in four fails -> a 5xx ratio of 0.25
 FLAKY_MODEL = textwrap.dedent(
     """
     import mlflow
+    import pandas as pd
     from mlflow.exceptions import MlflowException
     from mlflow.pyfunc import PythonModel
 
@@ -51,7 +52,7 @@ FLAKY_MODEL = textwrap.dedent(
     class Flaky(PythonModel):
         \"\"\"Scores 0; raises (HTTP 500 from the scoring server) for rows with fail > 0.\"\"\"
 
-        def predict(self, context, model_input, params=None):
+        def predict(self, context, model_input: pd.DataFrame, params=None):
             if (model_input["fail"] > 0).any():
                 raise MlflowException("injected failure")
             return [0] * len(model_input)

@@ -16,6 +16,7 @@ import time
 from typing import Any
 
 import mlflow
+import pandas as pd
 from mlflow.pyfunc import PythonModel
 
 MAX_WAIT_SECONDS = 60.0
@@ -35,7 +36,9 @@ class SlowModel(PythonModel):
         if gate:
             _wait_for(gate)
 
-    def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
+    # a DataFrame hint: MLflow validates nothing, as without a hint, and has no "add type hints"
+    # warning to print (in ANSI colours) in the test summary
+    def predict(self, context, model_input: pd.DataFrame, params=None):  # type: ignore[no-untyped-def]
         columns = set(model_input.columns)
         if "gate" in columns:
             for gate in model_input["gate"].dropna().unique():
