@@ -298,7 +298,9 @@ class NetworkPeer(_Model):
     def _one_kind(self) -> NetworkPeer:
         pods = self.namespace is not None or self.namespace_labels is not None or self.pod_labels is not None
         if pods == (self.cidr is not None):
-            raise ValueError("set either 'cidr' or pods ('namespace', 'namespaceLabels', 'podLabels'), not both/neither")
+            raise ValueError(
+                "set either 'cidr' or pods ('namespace', 'namespaceLabels', 'podLabels'), not both/neither"
+            )
         if self.namespace is not None and self.namespace_labels is not None:
             raise ValueError("set at most one of 'namespace' and 'namespaceLabels'")
         if self.except_:
