@@ -46,8 +46,9 @@ POD_SECURITY_LEVEL = "restricted"
 """Pod Security Admission level of a created namespace: the model pod meets ``restricted`` (non-root,
 no privilege escalation, all capabilities dropped, seccomp RuntimeDefault, emptyDir volumes only)."""
 CHECKOV_SKIPS = {
-    "CKV_K8S_43": "the image is pinned by content: built images are pushed and referenced by digest "
-    "(the tag v<version>-<content hash> stands in only in a preview), prebuilt ones are named per version",
+    "CKV_K8S_43": "the image is pinned by content: a built image is deployed by the digest its push "
+    "returns (the tag v<version>-<content hash> stands in only in a preview); the policy pack's "
+    "immutable-image-reference holds prebuilt ones to a digest or content tag",
     "CKV_K8S_15": "tags are content-addressed (v<version>-<content hash>) and never re-pushed, so "
     "IfNotPresent cannot run stale code and avoids a registry round-trip on every pod start",
 }

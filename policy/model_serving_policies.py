@@ -114,7 +114,10 @@ def check_container_resources(r: Resource, config: Mapping[str, Any]) -> list[st
     for c in _containers(pod):
         res = c.get("resources") or {}
         missing = [
-            f"{kind}.{q}" for kind in ("requests", "limits") for q in ("cpu", "memory") if not (res.get(kind) or {}).get(q)
+            f"{kind}.{q}"
+            for kind in ("requests", "limits")
+            for q in ("cpu", "memory")
+            if not (res.get(kind) or {}).get(q)
         ]
         if missing:
             out.append(f"{r['name']}: container {c.get('name')} has no {', '.join(missing)}")
@@ -362,15 +365,13 @@ RULES: tuple[Rule, ...] = (
     ),
     Rule(
         "sagemaker-network-isolation",
-        "SageMaker models run with network isolation (the model is in the image; the container needs "
-        "no network).",
+        "SageMaker models run with network isolation (the model is in the image; the container needs no network).",
         MANDATORY,
         check_sagemaker_network_isolation,
     ),
     Rule(
         "sagemaker-data-capture-kms",
-        "SageMaker data capture (requests and predictions, often personal data) is encrypted with a "
-        "customer KMS key.",
+        "SageMaker data capture (requests and predictions, often personal data) is encrypted with a customer KMS key.",
         MANDATORY,
         check_sagemaker_capture_kms,
     ),

@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,6 +25,7 @@ from model_serving_policies import (
     check_public_load_balancer,
     evaluate,
     image_is_immutable,
+    image_refs,
     rule,
     statement_violations,
     vertex_private_required,
@@ -68,7 +70,7 @@ def test_every_policy_sees_the_resources_it_is_about(stack: Stack) -> None:
         "gcp:vertex/aiEndpoint:AiEndpoint",
     ):
         named(prod, t)
-    images = [ref for r in prod for _, ref in __import__("model_serving_policies").image_refs(r)]
+    images = [ref for r in prod for _, ref in image_refs(r)]
     # Kubernetes (2 versions), SageMaker (2), Azure ML (2), Vertex AI (2)
     assert len(images) == 8 and all(image_is_immutable(i) for i in images), images
 
@@ -141,7 +143,12 @@ MUTATED_VIOLATIONS: list[tuple[str, str, Callable[[list[dict[str, Any]]], None],
         _iam_statement({"Effect": "Allow", "Action": "cloudwatch:PutMetricData", "Resource": "*"}),
         "cloudwatch:PutMetricData on Resource '*'",
     ),
-    ("iam-least-privilege", "prod", _iam_statement({"Effect": "Allow", "NotAction": "iam:*", "Resource": "*"}), "NotAction"),
+    (
+        "iam-least-privilege",
+        "prod",
+        _iam_statement({"Effect": "Allow", "NotAction": "iam:*", "Resource": "*"}),
+        "NotAction",
+    ),
 ]
 
 
@@ -188,7 +195,9 @@ def _svc(spec: dict[str, Any], annotations: dict[str, str] | None = None) -> dic
 
 
 def test_load_balancer_ranges() -> None:
-    assert check_public_load_balancer(_svc({"type": "LoadBalancer", "loadBalancerSourceRanges": ["10.0.0.0/8"]}), {}) == []
+    assert (
+        check_public_load_balancer(_svc({"type": "LoadBalancer", "loadBalancerSourceRanges": ["10.0.0.0/8"]}), {}) == []
+    )
     assert check_public_load_balancer(_svc({"type": "LoadBalancer", "loadBalancerSourceRanges": ["0.0.0.0/0"]}), {})
     assert check_public_load_balancer(_svc({"type": "LoadBalancer", "loadBalancerSourceRanges": ["::/0"]}), {})
     annotated = _svc({"type": "LoadBalancer"}, {"service.beta.kubernetes.io/load-balancer-source-ranges": "10.0.0.0/8"})
@@ -236,7 +245,11 @@ def test_iam_statements() -> None:
     role = {
         "type": "aws:iam/role:Role",
         "name": "r",
-        "inputs": {"inlinePolicies": [{"policy": json.dumps({"Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]})}]},
+        "inputs": {
+            "inlinePolicies": [
+                {"policy": json.dumps({"Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]})}
+            ]
+        },
     }
     found = check_iam_least_privilege(role, {})
     assert any("every action" in v for v in found) and any("on Resource" in v for v in found)
@@ -248,3 +261,25 @@ def test_vertex_requirement_from_config_or_stack_tag() -> None:
     assert vertex_private_required({}, {"mlflow-deploy:vertex-private-endpoint": "true"}) is True
     assert vertex_private_required({}, {"mlflow-deploy:vertex-private-endpoint": "false"}) is False
     assert rule("vertex-private-endpoint").config_schema == {"required": {"type": "boolean", "default": False}}
+
+
+# --------------------------------------------------------------------------- the per-stack pack config
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "config"
+
+
+@pytest.mark.parametrize("stack_name", ["dev", "prod"])
+def test_pack_config_names_real_policies_and_the_stack_passes_under_it(stack: Stack, stack_name: str) -> None:
+    """policy/config/<stack>.json, what the PR workflow passes as --policy-pack-config."""
+    config = json.loads((CONFIG_DIR / f"{stack_name}.json").read_text())
+    names = {r.name: r for r in RULES}
+    levels = {"advisory", "mandatory", "disabled"}
+    for key, value in config.items():
+        assert key == "all" or key in names, key
+        if isinstance(value, str):
+            assert value in levels
+        else:
+            props = {k: v for k, v in value.items() if k != "enforcementLevel"}
+            assert set(props) <= set(names[key].config_schema), (key, props)
+    policy_config = {k: v for k, v in config.items() if isinstance(v, dict)}
+    assert violated(stack(stack_name), policy_config) == {}
