@@ -400,3 +400,49 @@ def test_checkov_skips_are_exactly_the_two_false_positives(
     # not on the pod template: adding or rewording a skip restarts nothing
     assert "annotations" not in out.named("fraud-detector-v1").inputs["spec"]["template"]["metadata"]
     json.dumps(skips)  # plain strings
+
+
+# --------------------------------------------------------------------------- gateway api version
+
+CRD = Path(__file__).resolve().parents[1] / "data" / "crds" / "gateway-api-v1.3.0-standard-httproutes.yaml"
+
+
+def _strict(schema: Any) -> Any:
+    """A CRD's structural schema with unknown fields refused (as the API server prunes them)."""
+    if isinstance(schema, dict):
+        out = {k: _strict(v) for k, v in schema.items() if not k.startswith("x-kubernetes")}
+        if (
+            out.get("type") == "object"
+            and "properties" in out
+            and not schema.get("x-kubernetes-preserve-unknown-fields")
+        ):
+            out.setdefault("additionalProperties", False)
+        return out
+    if isinstance(schema, list):
+        return [_strict(v) for v in schema]
+    return schema
+
+
+def test_shadow_route_fits_the_first_gateway_api_with_mirror_percent(
+    render: Callable[..., Rendered], registry: SampleRegistry
+) -> None:
+    import jsonschema
+    import yaml
+
+    crd = yaml.load(CRD.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    assert crd["metadata"]["annotations"]["gateway.networking.k8s.io/bundle-version"] == "v1.3.0"
+    (v1,) = [v for v in crd["spec"]["versions"] if v["name"] == "v1"]
+    spec_schema = _strict(v1["schema"]["openAPIV3Schema"]["properties"]["spec"])
+    out = render(
+        base_config(registry, kubernetes=GATEWAY, candidate={"version": "2", "strategy": "shadow", "percent": 5})
+    )
+    (route,) = out.of_type("kubernetes:gateway.networking.k8s.io/v1:HTTPRoute")
+    spec = route.inputs["spec"]
+    jsonschema.validate(spec, spec_schema)
+    mirror = spec["rules"][0]["filters"][0]["requestMirror"]
+    assert mirror["percent"] == 5
+    # the control: a field the schema lacks is refused, so the pass above means the v1.3 schema has percent
+    bad = json.loads(json.dumps(spec))
+    bad["rules"][0]["filters"][0]["requestMirror"]["share"] = 5
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(bad, spec_schema)
