@@ -72,6 +72,16 @@ def check_cidr(value: str) -> str:
     return value
 
 
+_NAMESPACE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", re.ASCII)
+
+
+def check_namespace(value: str) -> str:
+    """``value`` if it is a Kubernetes namespace name (an RFC 1123 label), else ValueError."""
+    if not isinstance(value, str) or not _NAMESPACE.fullmatch(value):
+        raise ValueError(f"not a namespace name (lowercase letters, digits, '-'; got {value!r})")
+    return value
+
+
 def _inside(inner: Any, outer: Any) -> bool:
     return bool(inner.version == outer.version and inner.subnet_of(outer))
 
@@ -289,6 +299,11 @@ class NetworkPeer(_Model):
     def _cidr(cls, v: str | None) -> str | None:
         return None if v is None else check_cidr(v)
 
+    @field_validator("namespace")
+    @classmethod
+    def _namespace(cls, v: str | None) -> str | None:
+        return None if v is None else check_namespace(v)
+
     @field_validator("except_")
     @classmethod
     def _except(cls, v: list[str]) -> list[str]:
@@ -310,7 +325,7 @@ class NetworkPeer(_Model):
             block = ipaddress.ip_network(self.cidr, strict=False)
             outside = [c for c in self.except_ if not _inside(ipaddress.ip_network(c, strict=False), block)]
             if outside:
-                raise ValueError(f"'except' blocks lie inside 'cidr' {self.cidr} (got {outside[0]!r})")
+                raise ValueError(f"'except' blocks must lie inside 'cidr' {self.cidr} (got {outside[0]!r})")
         return self
 
 
@@ -333,6 +348,11 @@ class NetworkPolicySettings(_Model):
     @classmethod
     def _bool(cls, v: Any) -> Any:
         return {"enabled": v} if isinstance(v, bool) else v
+
+    @field_validator("entry_namespaces")
+    @classmethod
+    def _namespaces(cls, v: list[str] | None) -> list[str] | None:
+        return None if v is None else [check_namespace(n) for n in v]
 
 
 class KubernetesSettings(_Model):

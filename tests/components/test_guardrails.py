@@ -99,6 +99,16 @@ def errors_of(cfg: dict[str, Any]) -> dict[str, str]:
             "CIDR",
         ),
         ({"networkPolicy": {"enabeld": False}}, "kubernetes.networkPolicy.enabeld", "unknown key"),
+        (
+            {"networkPolicy": {"entryNamespaces": ["Ingress_Nginx"]}},
+            "kubernetes.networkPolicy.entryNamespaces",
+            "namespace",
+        ),
+        (
+            {"networkPolicy": {"allowFrom": [{"namespace": "a b"}]}},
+            "kubernetes.networkPolicy.allowFrom[0].namespace",
+            "namespace",
+        ),
     ],
 )
 def test_bad_entry_points_are_refused_with_the_key_path(kubernetes: dict[str, Any], path: str, fragment: str) -> None:
