@@ -42,7 +42,7 @@ export MLFLOW_DEPLOY_REQUIRE_TOOLS=1   # a missing tool fails its tests instead 
 
 echo "== ruff"
 python -m ruff check .
-echo "== mypy components serving modelctl"
+echo "== mypy components serving modelctl policy"
 python -m mypy
 
 echo "== pytest"
