@@ -21,7 +21,8 @@ import pulumi
 
 from components.names import base_name, version_name
 from components.registry import ResolvedModel, download_model
-from components.settings import ImageSettings, check_image_reference, check_python_version
+from components.settings import ImageSettings
+from components.validation import check_image_reference, check_python_version
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SERVING_DIR = PROJECT_ROOT / "serving"

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from components.settings import check_python_version
+from components.validation import check_python_version
 
 DEFAULT_PYTHON = "3.11"
 
