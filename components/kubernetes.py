@@ -12,6 +12,10 @@ Objects, for model ``fraud-detector`` with stable 7 and a candidate 8:
 * ``Service fraud-detector-preview``: blue-green only, the version not taking traffic.
 * ``HorizontalPodAutoscaler`` per version when ``autoscaling`` is set; ``PodDisruptionBudget``
   per version with more than one replica; optional ``Ingress``.
+* ``NetworkPolicy fraud-detector`` (unless ``networkPolicy: false``): the serving port from the
+  configured entry only, the metrics port from the monitoring namespace, egress DNS only
+  (components/network_policy.py).
+* ``Namespace`` (``createNamespace: true``) labelled for Pod Security Admission ``restricted``.
 
 The manifest builders are pure functions (tests call them without Pulumi); the component only
 declares them.
@@ -28,6 +32,7 @@ import pulumi_kubernetes as k8s
 
 from components.image import CONTAINER_PORT, RUNTIME_UID, registry_images, serving_env
 from components.names import base_name, dns_label, version_name
+from components.network_policy import network_policy_spec
 from components.registry import ResolvedModel
 from components.rollout import TrafficPlan, candidate_replicas
 from components.settings import ImageSettings, KubernetesSettings
@@ -38,6 +43,19 @@ PREVIEW_SUFFIX = "-preview"
 GATEWAY_TIMEOUT_MARGIN_SECONDS = 5
 """The HTTPRoute's request timeout is the server's (``requestTimeoutSeconds``) plus this: the
 server answers its own 504 (counted in its metrics, with its body) before the gateway gives up."""
+ZONE_KEY = "topology.kubernetes.io/zone"
+HOST_KEY = "kubernetes.io/hostname"
+POD_SECURITY_LEVEL = "restricted"
+"""Pod Security Admission level of a created namespace: the model pod meets ``restricted`` (non-root,
+no privilege escalation, all capabilities dropped, seccomp RuntimeDefault, emptyDir volumes only)."""
+CHECKOV_SKIPS = {
+    "CKV_K8S_43": "the image is pinned by content: a built image is deployed by the digest its push "
+    "returns (the tag v<version>-<content hash> stands in only in a preview); the policy pack's "
+    "immutable-image-reference holds prebuilt ones to a digest or content tag",
+    "CKV_K8S_15": "tags are content-addressed (v<version>-<content hash>) and never re-pushed, so "
+    "IfNotPresent cannot run stale code and avoids a registry round-trip on every pod start",
+}
+"""The two checkov findings that do not apply, skipped with checkov's own annotation and a reason."""
 
 
 # --------------------------------------------------------------------------- pure builders
@@ -71,6 +89,36 @@ def common_labels(model: str) -> dict[str, str]:
         "app.kubernetes.io/part-of": PART_OF,
         "app.kubernetes.io/managed-by": "pulumi",
     }
+
+
+def namespace_labels() -> dict[str, str]:
+    """Labels of a namespace this stack creates: Pod Security Admission enforces ``restricted``
+    (and warns and audits at that level too), pinned to the latest policy version."""
+    labels = {"app.kubernetes.io/part-of": PART_OF}
+    for mode in ("enforce", "audit", "warn"):
+        labels[f"pod-security.kubernetes.io/{mode}"] = POD_SECURITY_LEVEL
+        labels[f"pod-security.kubernetes.io/{mode}-version"] = "latest"
+    return labels
+
+
+def checkov_annotations() -> dict[str, str]:
+    """``checkov.io/skip<N>: <check>=<reason>`` for :data:`CHECKOV_SKIPS` (on the Deployment's own
+    metadata, so the pod template, and the running pods, do not change)."""
+    return {f"checkov.io/skip{i}": f"{check}={reason}" for i, (check, reason) in enumerate(CHECKOV_SKIPS.items(), 1)}
+
+
+def topology_spread(model: str, version: str) -> list[dict[str, Any]]:
+    """Spread a version's pods across zones and across nodes (best effort: a single-zone or
+    single-node cluster still schedules them)."""
+    return [
+        {
+            "maxSkew": 1,
+            "topologyKey": key,
+            "whenUnsatisfiable": "ScheduleAnyway",
+            "labelSelector": {"matchLabels": selector_labels(model, version)},
+        }
+        for key in (ZONE_KEY, HOST_KEY)
+    ]
 
 
 def splits_by_pods(plan: TrafficPlan, cfg: KubernetesSettings) -> bool:
@@ -176,14 +224,7 @@ def deployment_spec(
                     "fsGroup": RUNTIME_UID,
                     "seccompProfile": {"type": "RuntimeDefault"},
                 },
-                "topologySpreadConstraints": [
-                    {
-                        "maxSkew": 1,
-                        "topologyKey": "kubernetes.io/hostname",
-                        "whenUnsatisfiable": "ScheduleAnyway",
-                        "labelSelector": {"matchLabels": selector_labels(model, version)},
-                    }
-                ],
+                "topologySpreadConstraints": topology_spread(model, version),
                 "containers": [container_spec(model, version, image, cfg)],
                 "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}}],
             },
@@ -206,6 +247,10 @@ def service_spec(selector: dict[str, str], cfg: KubernetesSettings, entry: bool)
         spec["type"] = "LoadBalancer"
         if cfg.load_balancer_source_ranges:
             spec["loadBalancerSourceRanges"] = list(cfg.load_balancer_source_ranges)
+        if cfg.network_policy.enabled:
+            # keep the client's address (no SNAT to a node IP), so that the network policy's
+            # ipBlocks (the source ranges) match the real caller
+            spec["externalTrafficPolicy"] = "Local"
     return spec
 
 
@@ -337,6 +382,9 @@ class KubernetesModelServiceArgs:
     image: ImageSettings
     registry_password: pulumi.Input[str] | None = None
     """Login for ``image.repository`` (the secret ``mlflow-deploy:imageRegistryPassword``)."""
+    metrics_namespace: str | None = None
+    """Where the Prometheus that scrapes the metrics port runs (``monitoring.stackNamespace``);
+    None when monitoring is off: the network policy then lets no scraper in."""
 
 
 class KubernetesModelService(pulumi.ComponentResource):
@@ -373,7 +421,7 @@ class KubernetesModelService(pulumi.ComponentResource):
         if cfg.create_namespace:
             ns = k8s.core.v1.Namespace(
                 f"{base}-ns",
-                metadata={"name": ns_name, "labels": {"app.kubernetes.io/part-of": PART_OF}},
+                metadata={"name": ns_name, "labels": namespace_labels()},
                 opts=child,
             )
             deps.append(ns)
@@ -393,7 +441,12 @@ class KubernetesModelService(pulumi.ComponentResource):
             vname = version_name(model, v)
             self.deployments[v] = k8s.apps.v1.Deployment(
                 vname,
-                metadata={"name": vname, "namespace": ns_name, "labels": pod_labels(model, v)},
+                metadata={
+                    "name": vname,
+                    "namespace": ns_name,
+                    "labels": pod_labels(model, v),
+                    "annotations": checkov_annotations(),
+                },
                 spec=deployment_spec(model, v, images[v], replicas[v], cfg, base),
                 opts=pulumi.ResourceOptions.merge(opts_ns, pulumi.ResourceOptions(depends_on=[sa])),
             )
@@ -423,6 +476,13 @@ class KubernetesModelService(pulumi.ComponentResource):
                     opts=opts_ns,
                 )
 
+        if cfg.network_policy.enabled:
+            k8s.networking.v1.NetworkPolicy(
+                f"{base}-netpol",
+                metadata={"name": base, "namespace": ns_name, "labels": common_labels(model)},
+                spec=network_policy_spec(selector_labels(model), cfg, ns_name, args.metrics_namespace),
+                opts=opts_ns,
+            )
         entry = k8s.core.v1.Service(
             f"{base}-svc",
             metadata={"name": base, "namespace": ns_name, "labels": common_labels(model)},

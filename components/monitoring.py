@@ -35,7 +35,7 @@ import pulumi_kubernetes as k8s
 from components.kubernetes import common_labels, pod_labels, selector_labels
 from components.names import base_name, dns_label, version_name
 from components.rollout import TrafficPlan
-from components.settings import AlertThresholds, MonitoringSettings
+from components.settings import RATE_WINDOW, AlertThresholds, MonitoringSettings
 
 # --------------------------------------------------------------------------- the metric contract
 
@@ -56,7 +56,6 @@ CONTAINER = "model"
 POD_TARGET_LABELS = ("model", "version")
 """Pod labels the PodMonitor copies onto every scraped series (beside ``namespace``, ``pod``)."""
 
-RATE_WINDOW = "5m"
 RESTART_WINDOW = "15m"
 QUANTILES = (0.5, 0.95, 0.99)
 ALERT_QUANTILE = 0.99

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from components.validation import check_python_version
+
 DEFAULT_PYTHON = "3.11"
 
 
@@ -251,6 +253,13 @@ def resolve_model(
             )
         pyfunc = mlmodel["flavors"]["python_function"]
         python_version = str(pyfunc.get("python_version") or DEFAULT_PYTHON)
+        try:
+            # it lands in the image's FROM line (image.baseImage's {python_version})
+            check_python_version(python_version)
+        except ValueError as exc:
+            raise RegistryError(
+                f"model {name!r} version {mv.version}: MLmodel flavors.python_function.python_version: {exc}"
+            ) from None
         requirements = _read_requirements(artifact_uri)
     return ResolvedModel(
         name=name,

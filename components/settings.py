@@ -22,12 +22,21 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+from components.validation import (
+    check_cidr,
+    check_image_reference,
+    check_namespace,
+    cidr_within,
+    duration_seconds,
+)
+
 NAMESPACE = "mlflow-deploy"
 
 # Kubernetes quantities, e.g. "500m", "1", "2Gi", "512Mi".
 _QUANTITY = re.compile(r"^([0-9]+(\.[0-9]+)?)(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")
 # A model version in the MLflow registry is a positive integer, kept as a string.
 _VERSION = re.compile(r"^[1-9][0-9]*$")
+
 
 
 class SettingsError(ValueError):
@@ -155,6 +164,12 @@ class ImageSettings(_Model):
     registry_username: str | None = None
     """Login for ``repository``; the password is the secret ``mlflow-deploy:imageRegistryPassword``."""
 
+    @field_validator("base_image")
+    @classmethod
+    def _base_image(cls, v: str) -> str:
+        # it becomes the Dockerfile's FROM line: anything but a reference could add instructions
+        return check_image_reference(v, placeholder=True)
+
     @field_validator("uris", mode="before")
     @classmethod
     def _uris_keys(cls, v: Any) -> Any:
@@ -211,6 +226,78 @@ class GatewaySettings(_Model):
     hostnames: list[str] = Field(default_factory=list)
 
 
+class NetworkPeer(_Model):
+    """Who may connect: pods (by namespace and/or labels) or an IP block, one of the two."""
+
+    namespace: str | None = None
+    """A namespace by name (its ``kubernetes.io/metadata.name`` label)."""
+    namespace_labels: dict[str, str] | None = None
+    """Namespaces by labels (instead of ``namespace``)."""
+    pod_labels: dict[str, str] | None = None
+    """Pods by labels: in the namespace(s) above, else in the model's own namespace."""
+    cidr: str | None = None
+    """An IP block (clients outside the cluster, or pods of a CNI that keeps their IPs)."""
+    except_: list[str] = Field(default_factory=list, alias="except")
+    """Parts of ``cidr`` that stay shut."""
+
+    @field_validator("cidr")
+    @classmethod
+    def _cidr(cls, v: str | None) -> str | None:
+        return None if v is None else check_cidr(v)
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace(cls, v: str | None) -> str | None:
+        return None if v is None else check_namespace(v)
+
+    @field_validator("except_")
+    @classmethod
+    def _except(cls, v: list[str]) -> list[str]:
+        return [check_cidr(c) for c in v]
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> NetworkPeer:
+        pods = self.namespace is not None or self.namespace_labels is not None or self.pod_labels is not None
+        if pods == (self.cidr is not None):
+            raise ValueError(
+                "set either 'cidr' or pods ('namespace', 'namespaceLabels', 'podLabels'), not both/neither"
+            )
+        if self.namespace is not None and self.namespace_labels is not None:
+            raise ValueError("set at most one of 'namespace' and 'namespaceLabels'")
+        if self.except_:
+            assert self.cidr is not None
+            outside = [c for c in self.except_ if not cidr_within(c, self.cidr)]
+            if outside:
+                raise ValueError(f"'except' blocks must lie inside 'cidr' {self.cidr} (got {outside[0]!r})")
+        return self
+
+
+class NetworkPolicySettings(_Model):
+    """The model's NetworkPolicy (on by default): who may reach the serving port and the metrics
+    port; egress is DNS only. ``networkPolicy: false`` turns it off."""
+
+    enabled: bool = True
+    entry_namespaces: list[str] | None = None
+    """Namespaces whose pods may call the serving port: the Gateway's data plane (default: the
+    Gateway's namespace) or the ingress controller (required with ``ingress``)."""
+    allow_from: list[NetworkPeer] = Field(default_factory=list)
+    """More callers of the serving port (in-cluster clients, IP blocks)."""
+    allow_same_namespace: bool = False
+    """Let every pod in the model's namespace call the serving port."""
+    metrics_from: list[NetworkPeer] | None = None
+    """Who may scrape the metrics port; default: the namespace ``monitoring.stackNamespace``."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bool(cls, v: Any) -> Any:
+        return {"enabled": v} if isinstance(v, bool) else v
+
+    @field_validator("entry_namespaces")
+    @classmethod
+    def _namespaces(cls, v: list[str] | None) -> list[str] | None:
+        return None if v is None else [check_namespace(n) for n in v]
+
+
 class KubernetesSettings(_Model):
     namespace: str = Field(default="models", min_length=1)
     create_namespace: bool = False
@@ -224,6 +311,9 @@ class KubernetesSettings(_Model):
     autoscaling: AutoscalingSettings | None = None
     service_type: Literal["ClusterIP", "LoadBalancer"] = "ClusterIP"
     load_balancer_source_ranges: list[str] = Field(default_factory=list)
+    allow_public_load_balancer: bool = False
+    """A LoadBalancer without ``loadBalancerSourceRanges`` (open to the internet) only with this."""
+    network_policy: NetworkPolicySettings = NetworkPolicySettings()
     ingress: IngressSettings | None = None
     router: Literal["service", "gateway"] = "service"
     """How traffic is split between versions: ``gateway`` (an HTTPRoute) or ``service``
@@ -231,12 +321,64 @@ class KubernetesSettings(_Model):
     gateway: GatewaySettings | None = None
     image_pull_secrets: list[str] = Field(default_factory=list)
 
+    @field_validator("load_balancer_source_ranges")
+    @classmethod
+    def _ranges(cls, v: list[str]) -> list[str]:
+        return [check_cidr(c) for c in v]
+
     @model_validator(mode="after")
     def _combinations(self) -> KubernetesSettings:
         if self.router == "gateway" and self.gateway is None:
             raise ValueError("router 'gateway' needs 'gateway' (the Gateway to attach to)")
         if self.load_balancer_source_ranges and self.service_type != "LoadBalancer":
             raise ValueError("loadBalancerSourceRanges needs serviceType 'LoadBalancer'")
+        # One entry point per router: with the gateway router only the HTTPRoute sees the canary
+        # weights and the mirror; an Ingress or a LoadBalancer goes to the entry Service, which
+        # selects the stable version only, so its traffic would bypass the rollout.
+        if self.router == "gateway" and self.ingress is not None:
+            raise _KeyedError(
+                "kubernetes.ingress",
+                "with router 'gateway' the HTTPRoute is the only entry point: an Ingress reaches the "
+                "stable version only and bypasses the canary split and the mirror; drop 'ingress' "
+                "(expose the Gateway instead) or use router 'service'",
+            )
+        if self.router == "gateway" and self.service_type == "LoadBalancer":
+            raise _KeyedError(
+                "kubernetes.serviceType",
+                "with router 'gateway' the HTTPRoute is the only entry point: a LoadBalancer Service "
+                "reaches the stable version only and bypasses the canary split and the mirror; use "
+                "serviceType 'ClusterIP' (expose the Gateway instead) or router 'service'",
+            )
+        if self.ingress is not None and self.service_type == "LoadBalancer":
+            raise _KeyedError(
+                "kubernetes.serviceType",
+                "the Ingress is the entry point: a LoadBalancer Service beside it is a second public "
+                "entry that skips the Ingress's host and TLS rules; use serviceType 'ClusterIP'",
+            )
+        if self.allow_public_load_balancer and self.service_type != "LoadBalancer":
+            raise _KeyedError("kubernetes.allowPublicLoadBalancer", "only used with serviceType 'LoadBalancer'")
+        if self.allow_public_load_balancer and self.load_balancer_source_ranges:
+            raise _KeyedError(
+                "kubernetes.allowPublicLoadBalancer",
+                "loadBalancerSourceRanges already limits who reaches the LoadBalancer; drop one of the two",
+            )
+        if (
+            self.service_type == "LoadBalancer"
+            and not self.load_balancer_source_ranges
+            and not self.allow_public_load_balancer
+        ):
+            raise _KeyedError(
+                "kubernetes.loadBalancerSourceRanges",
+                "a LoadBalancer Service without source ranges is open to the internet: list the client "
+                "CIDRs (e.g. [10.0.0.0/8]), or set kubernetes.allowPublicLoadBalancer: true to mean it",
+            )
+        np = self.network_policy
+        if np.enabled and self.ingress is not None and not np.entry_namespaces:
+            raise _KeyedError(
+                "kubernetes.networkPolicy.entryNamespaces",
+                "with 'ingress' the network policy must let the ingress controller in: name its "
+                "namespace(s), e.g. [ingress-nginx] (or set networkPolicy: false)",
+            )
         return self
 
 
@@ -254,6 +396,15 @@ class AlertThresholds(_Model):
     candidate_latency_margin: float = Field(default=1.2, ge=1)
     """Canary: alert when the candidate's p99 exceeds stable's times this factor."""
     for_: str = Field(default="5m", alias="for", pattern=r"^[0-9]+[smh]$")
+
+
+RATE_WINDOW = "5m"
+"""The window of every ``rate()`` in the recording rules (components/monitoring.py)."""
+MIN_SCRAPES_PER_WINDOW = 4
+"""Scrapes a rate window must hold: ``rate()`` needs two samples in it, and four leave room for a
+missed scrape or two and for the scrape and rule-evaluation phases not lining up."""
+
+
 
 
 class MonitoringSettings(_Model):
@@ -277,11 +428,26 @@ class MonitoringSettings(_Model):
     stack_values: dict[str, Any] = Field(default_factory=dict)
     """installStack: extra Helm values, deep-merged over the generated ones."""
     scrape_interval: str = Field(default="30s", pattern=r"^[0-9]+(ms|s|m)$")
-    """How often the PodMonitor scrapes each model pod's /metrics."""
+    """How often the PodMonitor scrapes each model pod's /metrics: more than 0 and at most a
+    quarter of the recording rules' 5m rate window (75s)."""
     dashboard_label: str = Field(default="grafana_dashboard", min_length=1)
     """Label the Grafana dashboard sidecar looks for on ConfigMaps (value "1")."""
     dashboard_folder: str = Field(default="MLflow models", min_length=1)
     """Grafana folder of the dashboard (``grafana_folder`` annotation)."""
+
+    @field_validator("scrape_interval")
+    @classmethod
+    def _scrape_interval(cls, v: str) -> str:
+        seconds, window = duration_seconds(v), duration_seconds(RATE_WINDOW)
+        if seconds <= 0:
+            raise ValueError(f"must be more than 0 (got {v!r})")
+        if seconds * MIN_SCRAPES_PER_WINDOW > window:
+            raise ValueError(
+                f"{v} leaves fewer than {MIN_SCRAPES_PER_WINDOW} scrapes in the recording rules' "
+                f"{RATE_WINDOW} rate window, so the rates (and every alert on them) go missing; use "
+                f"{int(window // MIN_SCRAPES_PER_WINDOW)}s or less"
+            )
+        return v
 
 
 # --------------------------------------------------------------------------- azure ml

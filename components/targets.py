@@ -48,6 +48,7 @@ def declare(
                 settings=settings.kubernetes,
                 image=settings.image,
                 registry_password=config.get_secret("imageRegistryPassword"),
+                metrics_namespace=settings.monitoring.stack_namespace if settings.monitoring.enabled else None,
             ),
         )
         exports["kubernetes"] = {

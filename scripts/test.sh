@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The one test command: installs what the tests need, then lints, type-checks and runs pytest.
+# The one test command: installs what the tests need, then lints, type-checks and runs pytest
+# (the program's tests, checkov over the rendered manifests, the policy pack's tests).
 #   bash scripts/test.sh            everything
 #   bash scripts/test.sh -k rollout extra pytest arguments are passed through
 set -euo pipefail
@@ -19,9 +20,29 @@ fi
 echo "== pip install -r requirements-dev.txt"
 python -m pip install -q --disable-pip-version-check -r requirements-dev.txt
 
+# Tools whose pins clash with the program's get a venv each, built once and rebuilt when their
+# requirements change:
+#   policy/venv    the CrossGuard pack and its tests (pulumi-policy pins protobuf 5; the Google
+#                  SDKs need 6). The same venv `pulumi preview --policy-pack policy` uses.
+#   .venv-checkov  checkov (beside the program it would downgrade boto3/botocore and packaging).
+tool_venv() {  # tool_venv DIR REQUIREMENTS [FILES THE STAMP ALSO COVERS...]
+  local dir=$1 req=$2 stamp
+  stamp=$(cat "${@:2}" | sha256sum | cut -d' ' -f1)
+  if [ ! -x "$dir/bin/python" ] || [ "$(cat "$dir/.requirements-sha256" 2>/dev/null)" != "$stamp" ]; then
+    echo "== venv $dir (pip install -r $req)"
+    python -m venv --clear "$dir"
+    "$dir/bin/python" -m pip install -q --disable-pip-version-check -r "$req"
+    echo "$stamp" > "$dir/.requirements-sha256"
+  fi
+}
+tool_venv policy/venv policy/requirements-dev.txt policy/requirements.txt
+tool_venv .venv-checkov scripts/checkov-requirements.txt
+export CHECKOV="$PWD/.venv-checkov/bin/checkov"
+export MLFLOW_DEPLOY_REQUIRE_TOOLS=1   # a missing tool fails its tests instead of skipping them
+
 echo "== ruff"
 python -m ruff check .
-echo "== mypy components serving modelctl"
+echo "== mypy components serving modelctl policy"
 python -m mypy
 
 echo "== workflow files (GitHub Actions schema)"
@@ -29,3 +50,8 @@ python -m check_jsonschema --builtin-schema vendor.github-workflows .github/work
 
 echo "== pytest"
 python -m pytest -q -p no:cacheprovider "$@"
+
+# The policy pack's tests run in its venv; the stacks they check are rendered by this (the
+# program's) Python: policy/tests/render_cases.py via MLFLOW_DEPLOY_PYTHON.
+echo "== policy pack tests (policy/venv)"
+MLFLOW_DEPLOY_PYTHON="$(command -v python)" policy/venv/bin/python -m pytest -q -p no:cacheprovider policy/tests

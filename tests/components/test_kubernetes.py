@@ -115,7 +115,10 @@ def test_hpa_when_configured(render, registry: SampleRegistry) -> None:  # type:
 
 
 def test_ingress(render, registry: SampleRegistry) -> None:  # type: ignore[no-untyped-def]
-    k8s = {"ingress": {"host": "fraud.example.com", "className": "nginx", "tlsSecret": "fraud-tls"}}
+    k8s = {
+        "ingress": {"host": "fraud.example.com", "className": "nginx", "tlsSecret": "fraud-tls"},
+        "networkPolicy": {"entryNamespaces": ["ingress-nginx"]},
+    }
     out = render(base_config(registry, kubernetes=k8s))
     (ing,) = out.of_type(INGRESS)
     spec = ing.inputs["spec"]
