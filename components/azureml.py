@@ -50,12 +50,13 @@ import pulumi_azure_native.machinelearningservices as ml
 import pulumi_azure_native.monitor as monitor
 import pulumi_azure_native.storage as storage
 
+from components.azureml_settings import AzureMlSettings
 from components.azureml_traffic import API_VERSION, EndpointTraffic, traffic_problems
 from components.image import CONTAINER_PORT, PROJECT_ROOT, registry_images, serving_env
 from components.names import base_name, dns_label, version_name
 from components.registry import ResolvedModel, download_model
 from components.rollout import TrafficPlan
-from components.settings import AlertThresholds, AzureMlSettings, ImageSettings
+from components.settings import AlertThresholds, ImageSettings
 
 ENDPOINT_NAME_MAX = 32
 DEPLOYMENT_NAME_MAX = 32

@@ -31,11 +31,12 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components.image import CONTAINER_PORT, RUNTIME_UID, registry_images, serving_env
+from components.kubernetes_settings import KubernetesSettings
 from components.names import base_name, dns_label, version_name
 from components.network_policy import network_policy_spec
 from components.registry import ResolvedModel
 from components.rollout import TrafficPlan, candidate_replicas
-from components.settings import ImageSettings, KubernetesSettings
+from components.settings import ImageSettings
 
 SERVICE_PORT = 80
 PART_OF = "mlflow-deploy"

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from components.settings import KubernetesSettings, NetworkPeer
+from components.kubernetes_settings import KubernetesSettings, NetworkPeer
 
 SERVING_PORT_NAME = "http"
 METRICS_PORT_NAME = "metrics"

@@ -44,15 +44,14 @@ from components.image import model_images, serving_env
 from components.names import base_name, version_name
 from components.registry import ResolvedModel
 from components.rollout import TrafficPlan
-from components.settings import (
+from components.sagemaker_settings import (
     ECR_IMAGE,
-    AlertThresholds,
-    ImageSettings,
     SageMakerAlarmSettings,
     SageMakerDataCaptureSettings,
     SageMakerDeploymentSettings,
     SageMakerSettings,
 )
+from components.settings import AlertThresholds, ImageSettings
 
 COMPONENT_TYPE = "mlflow-deploy:index:SageMakerModelService"
 STABLE_VARIANT = "stable"

@@ -42,7 +42,7 @@ from components.image import CONTAINER_PORT, model_images, serving_env
 from components.names import base_name, version_name
 from components.registry import ResolvedModel
 from components.rollout import TrafficPlan
-from components.settings import AlertThresholds, ImageSettings, VertexSettings
+from components.settings import AlertThresholds, ImageSettings
 from components.vertex_provider import (
     VertexModelDeployment,
     VertexTrafficSplit,
@@ -50,6 +50,7 @@ from components.vertex_provider import (
     machine_fields,
     model_id_for,
 )
+from components.vertex_settings import VertexSettings
 
 PREDICT_ROUTE = "/invocations"
 HEALTH_ROUTE = "/ping"

@@ -12,16 +12,10 @@ import pytest
 from pulumi.runtime.mocks import MockMonitor
 
 from components import azureml
+from components.azureml_settings import AZUREML_MAX_MIRROR_PERCENT, AzureMlSettings
 from components.image import CONTAINER_PORT
 from components.rollout import plan_traffic
-from components.settings import (
-    AZUREML_MAX_MIRROR_PERCENT,
-    AlertThresholds,
-    AzureMlSettings,
-    CandidateSettings,
-    SettingsError,
-    parse_settings,
-)
+from components.settings import AlertThresholds, CandidateSettings, SettingsError, parse_settings
 from modelctl.render import Declared, Rendered
 from modelctl.sample import SampleRegistry
 from tests.conftest import base_config

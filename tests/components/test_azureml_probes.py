@@ -12,9 +12,10 @@ from typing import Any
 import pytest
 
 from components import azureml
+from components.azureml_settings import AzureMlSettings
 from components.azureml_traffic import API_VERSION, EndpointTrafficProvider
 from components.image import CONTAINER_PORT
-from components.settings import AzureMlSettings, SettingsError, parse_settings
+from components.settings import SettingsError, parse_settings
 from modelctl.render import Rendered
 from modelctl.sample import SampleRegistry
 from serving.app import PROBE_PATHS

@@ -23,14 +23,8 @@ from components.sagemaker import (
     plan_variants,
     sagemaker_image_uri,
 )
-from components.settings import (
-    AlertThresholds,
-    CandidateSettings,
-    SageMakerAlarmSettings,
-    SageMakerSettings,
-    SettingsError,
-    parse_settings,
-)
+from components.sagemaker_settings import SageMakerAlarmSettings, SageMakerSettings
+from components.settings import AlertThresholds, CandidateSettings, SettingsError, parse_settings
 
 ECR = "123456789012.dkr.ecr.us-east-1.amazonaws.com/models/fraud"
 

@@ -13,7 +13,7 @@ import pytest
 from parliament import analyze_policy_string
 
 from components.sagemaker import assume_role_policy, execution_policy
-from components.settings import SageMakerDataCaptureSettings
+from components.sagemaker_settings import SageMakerDataCaptureSettings
 from modelctl.render import Rendered, run_program
 from modelctl.sample import SampleRegistry
 from tests.components.sagemaker_cases import full_config, sm_config

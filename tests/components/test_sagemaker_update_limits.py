@@ -19,12 +19,8 @@ import pytest
 from ruamel.yaml import YAML
 
 import modelctl.render as render_mod
-from components.settings import (
-    PROVIDER_ENDPOINT_WAIT_SECONDS,
-    SettingsError,
-    longest_update_seconds,
-    parse_settings,
-)
+from components.sagemaker_settings import PROVIDER_ENDPOINT_WAIT_SECONDS, longest_update_seconds
+from components.settings import SettingsError, parse_settings
 from modelctl.render import Rendered, run_program
 from modelctl.sample import SampleRegistry
 from tests.components.sagemaker_cases import sm_config

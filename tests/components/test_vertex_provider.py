@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 
-from components.settings import VertexSettings
 from components.vertex import deployment_inputs
 from components.vertex_provider import (
     AiplatformApi,
@@ -24,6 +23,7 @@ from components.vertex_provider import (
     model_id_for,
     split_without,
 )
+from components.vertex_settings import VertexSettings
 from tests.components.vertex_fake import PROJECT_NUMBER, FakeVertex, FakeVertexError
 
 ROOT = Path(__file__).resolve().parents[2]

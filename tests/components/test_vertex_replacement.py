@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from components.settings import SettingsError, VertexSettings, parse_settings
+from components.settings import SettingsError, parse_settings
 from components.vertex import deployment_inputs
 from components.vertex_provider import (
     DEPLOYMENT_KEYS,
@@ -23,6 +23,7 @@ from components.vertex_provider import (
     deployment_identity,
     traffic_identity,
 )
+from components.vertex_settings import VertexSettings
 from tests.components.vertex_fake import FakeVertex, FakeVertexError
 
 IMAGE = "europe-west4-docker.pkg.dev/acme-ml/fraud-detector/fraud-detector:v{v}-abc"

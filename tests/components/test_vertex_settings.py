@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from components.settings import SettingsError, VertexSettings, parse_settings
+from components.settings import SettingsError, parse_settings
+from components.vertex_settings import VertexSettings
 
 BASE: dict[str, Any] = {
     "mlflow-deploy:model": {"name": "fraud-detector", "version": "7"},

@@ -1,0 +1,113 @@
+"""Settings of the Azure ML target (``mlflow-deploy:azureml``)."""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from components.settings_base import (
+    _KeyedError,
+    _Model,
+)
+
+# --------------------------------------------------------------------------- azure ml
+
+# Online endpoint names: 3-32 characters, a letter first, letters/digits/'-' (unique per region).
+_AZUREML_ENDPOINT = re.compile(r"^[a-zA-Z][a-zA-Z0-9-]{1,30}[a-zA-Z0-9]$")
+AZUREML_MAX_MIRROR_PERCENT = 50
+"""Azure ML mirrors at most 50% of an endpoint's traffic (sum of ``mirror_traffic``)."""
+
+
+class AzureMlAutoscaleSettings(_Model):
+    """Azure Monitor autoscale on each deployment's CPU utilization (target-utilization rules)."""
+
+    min_instances: int = Field(default=1, ge=1)
+    max_instances: int = Field(default=3, ge=1)
+    target_utilization: int = Field(default=70, ge=10, le=95)
+    """Average CPU percent: above it an instance is added, well below it one is removed."""
+
+    @model_validator(mode="after")
+    def _min_le_max(self) -> AzureMlAutoscaleSettings:
+        if self.min_instances > self.max_instances:
+            raise ValueError(
+                f"minInstances ({self.min_instances}) is greater than maxInstances ({self.max_instances})"
+            )
+        return self
+
+
+class AzureMlModelStoreSettings(_Model):
+    """``modelSource: mlflow_model``: where the registry's artifacts are uploaded for Azure ML.
+
+    The storage account/container behind ``datastore`` (by default the workspace's
+    ``workspaceblobstore``); the ModelVersion points at ``azureml://datastores/<datastore>/paths/…``.
+    """
+
+    storage_account: str = Field(min_length=3)
+    container: str = Field(min_length=3)
+    datastore: str = Field(default="workspaceblobstore", min_length=1)
+    resource_group: str | None = None
+    """The storage account's resource group; default ``azureml.resourceGroup``."""
+    path_prefix: str = "mlflow-deploy"
+
+
+class AzureMlSettings(_Model):
+    """Azure ML managed online endpoint (the target is on when the key is present)."""
+
+    subscription_id: str | None = None
+    """Default: the azure-native provider's (``azure-native:subscriptionId`` / az CLI login)."""
+    resource_group: str = Field(min_length=1)
+    workspace: str = Field(min_length=1)
+    location: str = Field(min_length=1)
+    """The workspace's region, e.g. ``westeurope``."""
+    endpoint_name: str | None = None
+    """Default ``<model>-<stack>`` (cut to 32 characters). Unique within the region."""
+    model_source: Literal["image", "mlflow_model"] = "image"
+    """``image``: the project's image per version (an EnvironmentVersion, /ping and /invocations on
+    8080), as on every other target. ``mlflow_model``: a ModelVersion of type mlflow_model uploaded
+    from the registry artifacts, served by Azure's own MLflow runtime."""
+    container_registry: str | None = None
+    """Image mode: login server the image is pushed to and the workspace pulls from, e.g. the
+    workspace's ACR ``acmeml.azurecr.io``; default ``image.repository``."""
+    model_store: AzureMlModelStoreSettings | None = None
+    instance_type: str = Field(default="Standard_DS3_v2", min_length=1)
+    instance_count: int = Field(default=1, ge=1)
+    """Instances per deployment (the deployment's sku capacity); Azure advises 3+ in production."""
+    auth_mode: Literal["key", "aad_token"] = "key"
+    public_network_access: bool = True
+    request_timeout_seconds: int = Field(default=60, ge=1, le=180)
+    container_startup_timeout_seconds: int = Field(default=600, ge=60, le=3600)
+    """How long a new instance may take to load the model and answer /ping (the startup probe's
+    budget; liveness is on /version, which answers during the load)."""
+    max_concurrent_requests_per_instance: int = Field(default=2, ge=1)
+    workers: int | None = Field(default=None, ge=1)
+    """Serving workers per instance (image mode); default: the instance's CPU count."""
+    app_insights: bool = False
+    autoscale: AzureMlAutoscaleSettings | None = None
+    action_group_id: str | None = None
+    """ARM id of an existing Azure Monitor action group the alerts notify."""
+    expected_requests_per_minute: int = Field(default=600, ge=1)
+    """Traffic the 5xx alert is scaled to: it fires above ``errorRatio`` x this many 5xx a minute."""
+    tags: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("endpoint_name")
+    @classmethod
+    def _endpoint_name(cls, v: str | None) -> str | None:
+        if v is not None and not _AZUREML_ENDPOINT.match(v):
+            raise ValueError(
+                f"an online endpoint name is 3-32 letters, digits or '-', starting with a letter (got {v!r})"
+            )
+        return v
+
+    @model_validator(mode="after")
+    def _combinations(self) -> AzureMlSettings:
+        if self.model_source == "mlflow_model" and self.model_store is None:
+            raise _KeyedError(
+                "azureml.modelStore",
+                "modelSource 'mlflow_model' needs 'modelStore' (the storage account/container the "
+                "registry artifacts are uploaded to)"
+            )
+        return self
+
+
