@@ -35,6 +35,7 @@ PRELOAD_ENV = "SERVING_WORKER_PRELOAD"
 SLOT_ENV = "SERVING_WORKER_SLOT"
 BOARD_ENV = "SERVING_CONNECTION_BOARD"
 SUPERVISOR_ENV = "SERVING_SUPERVISOR_PID"
+DRAIN_FLAG_ENV = "SERVING_DRAIN_FLAG"
 # Exit code of a worker whose model failed to load (same value as uvicorn's STARTUP_FAILURE):
 # the supervisor stops instead of restarting it in a loop.
 STARTUP_FAILURE = 3
@@ -90,6 +91,8 @@ def run_worker(fd: int, settings_json: str) -> int:
     from serving.app import build_app
     from serving.balance import ConnectionBoard, event_loop_factory
     from serving.config import Settings
+    from serving.drain import DrainFlag
+    from serving.protocol import ServingServer, WorkerState, protocol_class
 
     settings = Settings.from_json(settings_json)
     configure_logging(settings.log_level)
@@ -106,13 +109,16 @@ def run_worker(fd: int, settings_json: str) -> int:
         if server is not None:
             server.should_exit = True
 
-    asgi_app, serving_app = build_app(settings, on_fatal=on_fatal)
+    flag_path = os.environ.get(DRAIN_FLAG_ENV)
+    state = WorkerState(DrainFlag(flag_path) if flag_path else None)
+    asgi_app, serving_app = build_app(settings, on_fatal=on_fatal, state=state)
     if os.environ.get(PRELOAD_ENV) == "1" and not serving_app.load_now():
         # A replacement for a crashed worker loads before it accepts: the other workers serve
         # meanwhile, and no connection lands on a worker that cannot answer it yet.
         return STARTUP_FAILURE
     config = uvicorn.Config(
         asgi_app,
+        http=protocol_class(settings.header_timeout, settings.max_connections, state, serving_app.metrics),
         lifespan="on",
         log_config=None,
         log_level=settings.log_level,
@@ -122,8 +128,9 @@ def run_worker(fd: int, settings_json: str) -> int:
         # Trust X-Forwarded-* only from loopback (a sidecar); the pod network is not trusted.
         proxy_headers=True,
         forwarded_allow_ips="127.0.0.1",
+        server_header=False,
     )
-    server = uvicorn.Server(config)
+    server = ServingServer(config, sock, state)
     board = None
     board_path = os.environ.get(BOARD_ENV)
     if board_path and settings.workers and settings.workers > 1:

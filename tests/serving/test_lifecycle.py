@@ -43,8 +43,9 @@ def frame(**columns: list[Any]) -> dict[str, Any]:
     return {"dataframe_split": {"columns": names, "data": rows}}
 
 
-def scrape(url: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
-    response = httpx.get(f"{url}/metrics", timeout=30)
+def scrape(metrics_url: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """The samples on the metrics port (``LocalServer.metrics_url``)."""
+    response = httpx.get(f"{metrics_url}/metrics", timeout=30)
     assert response.status_code == 200
     return parse_metrics(response.text)
 
@@ -77,12 +78,17 @@ class Background:
 
 
 def refuses_connections(url: str) -> bool:
+    """True once nothing listens on ``url``'s port. A stopping server first drops new
+    connection attempts (the SYN goes unanswered, the connect times out) until the last copy
+    of its listener is closed."""
     host, port = url.rsplit("/", 1)[-1].rsplit(":", 1)
     try:
         with socket.create_connection((host, int(port)), timeout=2):
             return False
     except ConnectionRefusedError:
         return True
+    except TimeoutError:
+        return False
 
 
 # -- loading ----------------------------------------------------------------------------------
@@ -113,10 +119,10 @@ def test_ping_is_503_until_the_model_is_loaded_and_version_answers_meanwhile(
         assert httpx.get(f"{url}{path}", timeout=5).status_code == 503
     # A scoring request that arrives meanwhile waits for the model rather than failing.
     early = Background(url, frame(x=[3]))
-    samples = scrape(url)
+    samples = scrape(server.metrics_url)
     assert metric(samples, "model_requests_total", route="/ping", status="503") == 1
     assert metric(samples, "model_load_seconds") == 0
-    wait_until(lambda: metric(scrape(url), "model_requests_in_flight") == 1, "the early request")
+    wait_until(lambda: metric(scrape(server.metrics_url), "model_requests_in_flight") == 1, "the early request")
     assert not early.done()
 
     gate.touch()
@@ -124,7 +130,7 @@ def test_ping_is_503_until_the_model_is_loaded_and_version_answers_meanwhile(
     server.wait_ready(WAIT)
     assert httpx.get(f"{url}/version", timeout=5).json()["ready"] is True
     assert httpx.post(f"{url}/invocations", json=frame(x=[1, 2]), timeout=10).json() == {"predictions": [2, 4]}
-    assert metric(scrape(url), "model_load_seconds") > 0
+    assert metric(scrape(server.metrics_url), "model_load_seconds") > 0
 
 
 def test_a_model_that_cannot_load_stops_the_server(start_server: Callable[..., LocalServer], tmp_path: Path) -> None:
@@ -143,7 +149,7 @@ def test_a_request_beyond_the_timeout_answers_504(start_server: Callable[..., Lo
     # The worker keeps serving afterwards.
     ok = httpx.post(f"{server.url}/invocations", json=frame(x=[5]), timeout=WAIT)
     assert ok.json() == {"predictions": [10]}
-    samples = scrape(server.url)
+    samples = scrape(server.metrics_url)
     assert metric(samples, "model_requests_total", route="/invocations", status="504") == 1
     assert metric(samples, "model_requests_total", route="/invocations", status="200") == 1
 
@@ -189,7 +195,7 @@ def test_a_killed_worker_is_replaced_and_metrics_stay_right(
     gate = tmp_path / "gate"
     request = Background(server.url, frame(gate=[str(gate)]))
     wait_until(Path(f"{gate}.started").exists, "the request to reach the model")
-    assert metric(scrape(server.url), "model_requests_in_flight") == 1
+    assert metric(scrape(server.metrics_url), "model_requests_in_flight") == 1
 
     def in_flight(pid: int) -> float:
         files = [str(p) for p in prom.glob(f"gauge_livesum_{pid}.db")]
@@ -216,7 +222,7 @@ def test_a_killed_worker_is_replaced_and_metrics_stay_right(
     assert not list(prom.glob(f"gauge_livesum_{busy[0]}.db"))
     gate.touch()
     server.wait_ready(WAIT)
-    samples = scrape(server.url)
+    samples = scrape(server.metrics_url)
     assert metric(samples, "model_requests_in_flight") == 0
     # Counters of the dead worker are kept: nothing was lost, nothing double counted.
     assert metric(samples, "model_requests_total", route="/invocations", status="200") == 5
@@ -242,7 +248,7 @@ def test_models_uri_from_the_registry(registry: Any) -> None:
     with run_local(f"models:/{registry.name}/1", workers=2, env=env) as url:
         version = httpx.get(f"{url}/version", timeout=5).json()
         assert version["model"] == {"name": registry.name, "version": "1"}
-        samples = scrape(url)
+        samples = scrape(url.metrics_url)
         assert metric(samples, "model_info", name=registry.name, version="1") == 1
 
 
