@@ -239,7 +239,7 @@ class Invocations:
                 if reason == "timeout":
                     raise _RejectError(
                         408,
-                        "REQUEST_TIMEOUT",
+                        "BAD_REQUEST",
                         f"The request body did not arrive within {self.timeout:g} s.",
                         linger=True,
                     ) from None

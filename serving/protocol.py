@@ -203,6 +203,8 @@ class ServingProtocol(H11Protocol):
         except OSError:
             transport.close()
             return
+        if self.flow is not None:
+            self.flow.resume_reading()  # uvicorn paused reading when the unread body piled up
         self.loop.call_later(seconds, transport.close)
 
     # -- header timeout --------------------------------------------------------------------
