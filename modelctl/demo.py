@@ -107,14 +107,14 @@ def demo(workdir: Path, *, serve: bool = True, port: int = 0) -> int:
         )
         with urllib.request.urlopen(req, timeout=30) as resp:
             print(f"   -> {resp.status} {resp.read().decode().strip()}")
-        with urllib.request.urlopen(f"{base}/metrics", timeout=30) as resp:
+        with urllib.request.urlopen(f"{base.metrics_url}/metrics", timeout=30) as resp:
             metrics = resp.read().decode().splitlines()
         shown = [
             ln
             for ln in metrics
             if ln.startswith(("model_requests_total", "model_prediction_rows_total", "model_info"))
         ]
-        print("   GET /metrics (excerpt):")
+        print(f"   GET {base.metrics_url}/metrics (excerpt):")
         for ln in shown[:6]:
             print(f"     {ln}")
     print("   server stopped.")
