@@ -36,6 +36,8 @@ SLOT_ENV = "SERVING_WORKER_SLOT"
 BOARD_ENV = "SERVING_CONNECTION_BOARD"
 SUPERVISOR_ENV = "SERVING_SUPERVISOR_PID"
 DRAIN_FLAG_ENV = "SERVING_DRAIN_FLAG"
+# Descriptors a worker needs besides its client connections (listener, model files, pipes, ...).
+FD_RESERVE = 64
 # Exit code of a worker whose model failed to load (same value as uvicorn's STARTUP_FAILURE):
 # the supervisor stops instead of restarting it in a loop.
 STARTUP_FAILURE = 3
@@ -73,6 +75,41 @@ def run_on_loop(loop_factory: Callable[[], asyncio.AbstractEventLoop], main: Cor
         finally:
             asyncio.set_event_loop(None)
             loop.close()
+
+
+def fit_connection_cap(max_connections: int, soft: int, hard: int) -> tuple[int | None, int]:
+    """(the open-file soft limit to set, or None to keep it; the connection cap to use).
+
+    A worker that runs out of descriptors cannot accept, and every request times out: the cap
+    must stay below the limit. The soft limit is raised up to the hard one if that is needed;
+    if even the hard limit is too low, the cap comes down to fit it.
+    """
+    unlimited = -1  # resource.RLIM_INFINITY on Linux
+    needed = max_connections + FD_RESERVE
+    if soft == unlimited or soft >= needed:
+        return None, max_connections
+    raised = needed if hard == unlimited else min(needed, hard)
+    return (raised if raised > soft else None), max(1, min(max_connections, max(raised, soft) - FD_RESERVE))
+
+
+def _apply_connection_cap(max_connections: int) -> int:
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    new_soft, cap = fit_connection_cap(max_connections, soft, hard)
+    if new_soft is not None:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (new_soft, hard))
+        except (ValueError, OSError):
+            new_soft, cap = None, max(1, min(max_connections, soft - FD_RESERVE))
+    if cap < max_connections:
+        logging.getLogger("serving").warning(
+            "open-file limit %d allows %d connections per worker, not %d (--max-connections)",
+            new_soft or soft,
+            cap,
+            max_connections,
+        )
+    return cap
 
 
 def configure_logging(level: str) -> None:
@@ -118,7 +155,9 @@ def run_worker(fd: int, settings_json: str) -> int:
         return STARTUP_FAILURE
     config = uvicorn.Config(
         asgi_app,
-        http=protocol_class(settings.header_timeout, settings.max_connections, state, serving_app.metrics),
+        http=protocol_class(
+            settings.header_timeout, _apply_connection_cap(settings.max_connections), state, serving_app.metrics
+        ),
         lifespan="on",
         log_config=None,
         log_level=settings.log_level,

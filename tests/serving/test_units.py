@@ -573,3 +573,23 @@ def test_drain_flag_is_shared_between_processes(tmp_path: os.PathLike[str]) -> N
     assert reader.raised
     code = "import sys; from serving.drain import DrainFlag; sys.exit(0 if DrainFlag(sys.argv[1]).raised else 1)"
     assert subprocess.run([sys.executable, "-c", code, str(path)], timeout=60).returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("cap", "soft", "hard", "expected"),
+    [
+        (1000, 1_048_576, 1_048_576, (None, 1000)),  # plenty
+        (1000, -1, -1, (None, 1000)),  # unlimited
+        (1000, 1024, 1_048_576, (1064, 1000)),  # the soft limit is raised to fit
+        (1000, 1024, -1, (1064, 1000)),
+        (1000, 1024, 1024, (None, 960)),  # the hard limit is too low: the cap comes down
+        (1000, 512, 800, (800, 736)),
+        (10, 20, 20, (None, 1)),
+    ],
+)
+def test_the_connection_cap_fits_the_open_file_limit(
+    cap: int, soft: int, hard: int, expected: tuple[int | None, int]
+) -> None:
+    from serving.worker import fit_connection_cap
+
+    assert fit_connection_cap(cap, soft, hard) == expected
