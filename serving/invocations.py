@@ -297,54 +297,44 @@ class Invocations:
         """(status, JSON body) for an exception out of MLflow's ``invocations``, and the log line."""
         from mlflow.exceptions import MlflowException
 
-        stack: str | None = None
+        failed: BaseException = exc  # whose stack trace goes to the log (and, debugging, the body)
         if call is not None and call.outcome == RAISED:
             # MLflow wrapped the model's exception in MlflowException(BAD_REQUEST): a 500.
             status = 500
             payload: dict[str, Any] = {"error_code": "INTERNAL_ERROR", "message": MODEL_FAILED}
-            cause = call.error or exc
-            logger.error(
-                "request %s: the model's predict raised %s",
-                request_id,
-                type(cause).__name__,
-                exc_info=(type(cause), cause, cause.__traceback__),
-            )
-            stack = _format(cause)
+            failed = call.error or exc
+            what = f"the model's predict raised {type(failed).__name__}"
         elif isinstance(exc, MlflowException):
+            # bad input (schema, parsing: 4xx), or an MlflowException the model raised itself
             status = exc.get_http_status_code()
             payload = {"error_code": exc.error_code, "message": bounded_message(exc.message)}
             if exc.sqlstate is not None:
                 payload["sqlstate"] = exc.sqlstate
             if exc.error_class is not None:
                 payload["error_class"] = exc.error_class
-            extra = dict(exc.json_kwargs)
-            stack = extra.pop("stack_trace", None) or _format(exc)
-            payload.update(extra)
-            level = logging.ERROR if status >= 500 else logging.DEBUG
-            if logger.isEnabledFor(level):
-                logger.log(level, "request %s: %d %s\n%s", request_id, status, exc.error_code, stack)
+            payload.update((k, v) for k, v in exc.json_kwargs.items() if k != "stack_trace")
+            what = str(exc.error_code)
         elif call is not None and call.outcome == RETURNED:
-            # predict returned; MLflow could not serialize what it returned
-            status = 500
+            status = 500  # predict returned; MLflow could not serialize what it returned
             payload = {
                 "error_code": "INTERNAL_ERROR",
                 "message": f"The model's output could not be serialized: {type(exc).__name__}",
             }
-            logger.error("request %s: serializing the model's output failed", request_id, exc_info=exc)
-            stack = _format(exc)
+            what = "serializing the model's output failed"
         else:
-            # MLflow's parsing failed outside its own error handling (e.g. RecursionError)
-            status = 400
+            status = 400  # MLflow's parsing failed outside its own error handling (RecursionError)
             payload = {
                 "error_code": "BAD_REQUEST",
                 "message": bounded_message(
                     f"Invalid input. The request could not be parsed: {type(exc).__name__}: {exc}"
                 ),
             }
-            logger.debug("request %s: parsing failed", request_id, exc_info=exc)
-            stack = _format(exc)
-        if self.debug and stack:
-            payload["stack_trace"] = stack
+            what = "parsing failed"
+        level = logging.ERROR if status >= 500 else logging.DEBUG
+        if logger.isEnabledFor(level):
+            logger.log(level, "request %s: %d, %s", request_id, status, what, exc_info=failed)
+        if self.debug:
+            payload["stack_trace"] = _format(failed)
         return status, payload
 
 

@@ -593,3 +593,51 @@ def test_the_connection_cap_fits_the_open_file_limit(
     from serving.worker import fit_connection_cap
 
     assert fit_connection_cap(cap, soft, hard) == expected
+
+
+# -- the /invocations handler in-process (real model, ASGI messages) --------------------------------
+
+
+def _call_handler(
+    handler: object, body: bytes, headers: list[tuple[bytes, bytes]]
+) -> tuple[int, dict[str, str], bytes]:
+    sent: list[dict[str, object]] = []
+
+    async def receive() -> dict[str, object]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/invocations", "headers": headers}
+    asyncio.run(handler(scope, receive, send))  # type: ignore[operator]
+    start, end = sent
+    response_headers = {k.decode(): v.decode() for k, v in start["headers"]}  # type: ignore[attr-defined]
+    return int(start["status"]), response_headers, end["body"]  # type: ignore[call-overload, return-value]
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_stack_traces_reach_a_body_only_when_debugging(slow_model: str, debug: bool) -> None:
+    import json
+
+    import mlflow.pyfunc
+
+    from serving.invocations import Invocations
+    from serving.metrics import Metrics
+
+    handler = Invocations(
+        mlflow.pyfunc.load_model(slow_model), Metrics(), timeout=30, max_body=1 << 20, max_depth=64, debug=debug
+    )
+    headers = [(b"content-type", b"application/json"), (b"x-request-id", b"r-1")]
+    failing = json.dumps({"dataframe_split": {"columns": ["fail"], "data": [[1]]}}).encode()
+    status, response_headers, body = _call_handler(handler, failing, headers)
+    assert status == 500 and response_headers["x-request-id"] == "r-1"
+    payload = json.loads(body)
+    if debug:
+        assert "ValueError: the model failed on purpose" in payload["stack_trace"]
+    else:
+        assert "stack_trace" not in payload and "Traceback" not in body.decode()
+    # bad input: MLflow attaches a stack trace to some of its 400s; it is dropped the same way
+    status, _, body = _call_handler(handler, b'{"dataframe_split": {"columns": ["x"], "data": "x"}}', headers)
+    assert status == 400
+    assert ("stack_trace" in json.loads(body)) is debug
