@@ -196,6 +196,17 @@ def test_a_client_that_goes_away_is_counted_as_499_not_as_a_server_error(
     finally:
         gate.touch()  # let the model thread finish
 
+    # a client that goes away in the middle of sending its body (MLflow's app counted a 500)
+    with socket.create_connection(address(server.url), timeout=10) as sock:
+        sock.sendall(
+            b"POST /invocations HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 100000\r\n\r\n" + b" " * 70_000
+        )
+        wait_until(lambda: metric(scrape(server), "model_requests_in_flight") == 1, "the upload to start")
+    wait_until(lambda: requests_with(server, "499") == before_499 + 2, "the abandoned upload to be counted")
+    assert metric(scrape(server), "model_requests_in_flight") == 0
+    assert five_xx(server) == before_5xx
+
 
 def test_a_body_that_stops_arriving_is_408(server: LocalServer) -> None:
     with socket.create_connection(address(server.url), timeout=10) as sock:
