@@ -27,6 +27,15 @@ from components.validation import check_image_reference, check_python_version
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SERVING_DIR = PROJECT_ROOT / "serving"
 CONTAINER_PORT = 8080
+METRICS_PORT = 9090
+"""The serving runtime's /metrics port: declared by every container, routed by nothing public."""
+DRAIN_SECONDS = 5
+"""After SIGTERM, seconds the runtime keeps serving with readiness 503 before it stops accepting:
+what the load balancers of SageMaker, Azure ML and Vertex AI (no preStop hook) need to notice."""
+SAGEMAKER_MAX_BODY_BYTES = 25 * 1024 * 1024
+"""SageMaker's front end enforces its own payload limits (6 MB for a real-time InvokeEndpoint);
+its containers accept up to 25 MiB so they never refuse a body the platform let through, on
+whichever invocation path. Elsewhere the runtime's default (6 MiB) holds."""
 MODEL_DIR = "/opt/model"
 RUNTIME_UID = 10001
 
@@ -35,15 +44,31 @@ SERVING_REQUIREMENTS = ("prometheus-client>=0.20,<1", "uvicorn>=0.30")
 
 
 def serving_env(
-    model: str, version: str, *, workers: int | None = None, timeout_seconds: int | None = None
+    model: str,
+    version: str,
+    *,
+    workers: int | None = None,
+    timeout_seconds: int | None = None,
+    drain_seconds: int = DRAIN_SECONDS,
+    max_body_bytes: int | None = None,
 ) -> dict[str, str]:
     """The serving runtime's environment in a version's container, on every target.
 
     Depends on the version and the target's settings only, never on the rollout, so a routing
     change never changes (and so never restarts or replaces) a serving container. ``workers``
     None lets the runtime use the container's CPU limit; ``timeout_seconds`` None, its default.
+    ``drain_seconds``: 0 where a preStop hook already waits for the endpoints to drain
+    (Kubernetes). ``max_body_bytes`` None: the runtime's default (6 MiB).
     """
-    env = {"MODEL_NAME": model, "MODEL_VERSION": version, "SERVING_PORT": str(CONTAINER_PORT)}
+    env = {
+        "MODEL_NAME": model,
+        "MODEL_VERSION": version,
+        "SERVING_PORT": str(CONTAINER_PORT),
+        "SERVING_METRICS_PORT": str(METRICS_PORT),
+        "SERVING_DRAIN_SECONDS": str(drain_seconds),
+    }
+    if max_body_bytes is not None:
+        env["SERVING_MAX_BODY_BYTES"] = str(max_body_bytes)
     if timeout_seconds is not None:
         env["SERVING_TIMEOUT_SECONDS"] = str(timeout_seconds)
     if workers is not None:
@@ -78,7 +103,7 @@ COPY model {MODEL_DIR}
 RUN useradd --uid {RUNTIME_UID} --no-create-home --shell /usr/sbin/nologin model \\
  && chmod -R a+rX {MODEL_DIR} /app
 USER {RUNTIME_UID}
-EXPOSE {CONTAINER_PORT}
+EXPOSE {CONTAINER_PORT} {METRICS_PORT}
 # SageMaker runs the image as `docker run IMAGE serve`; everything else uses the default CMD.
 ENTRYPOINT ["python", "-m", "serving"]
 CMD ["serve"]

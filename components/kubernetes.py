@@ -30,7 +30,7 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.image import CONTAINER_PORT, RUNTIME_UID, registry_images, serving_env
+from components.image import CONTAINER_PORT, METRICS_PORT, RUNTIME_UID, registry_images, serving_env
 from components.kubernetes_settings import KubernetesSettings
 from components.names import base_name, dns_label, version_name
 from components.network_policy import network_policy_spec
@@ -151,7 +151,8 @@ def container_spec(
     env = [
         {"name": k, "value": v}
         for k, v in serving_env(
-            model, version, workers=cfg.workers, timeout_seconds=cfg.request_timeout_seconds
+            # the preStop sleep below already waits for the endpoints to drain
+            model, version, workers=cfg.workers, timeout_seconds=cfg.request_timeout_seconds, drain_seconds=0
         ).items()
     ]
     resources: dict[str, dict[str, str]] = {}
@@ -165,7 +166,11 @@ def container_spec(
         "image": image,
         "imagePullPolicy": "IfNotPresent",
         "args": ["serve"],
-        "ports": [{"name": "http", "containerPort": CONTAINER_PORT, "protocol": "TCP"}],
+        # "metrics" is scraped by the PodMonitor; no Service, Ingress or HTTPRoute routes it.
+        "ports": [
+            {"name": "http", "containerPort": CONTAINER_PORT, "protocol": "TCP"},
+            {"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"},
+        ],
         "env": env,
         "resources": resources,
         # startup: model load may take minutes; readiness: model loaded; liveness: process up.

@@ -6,7 +6,7 @@ Objects, for model ``fraud-detector`` in namespace ``models`` with stable 7 and 
 * ``Release kube-prometheus-stack`` (Helm, ``monitoring.installStack: true`` only): Prometheus
   Operator, Prometheus, Alertmanager, Grafana with the dashboard sidecar, kube-state-metrics.
   Without it an existing Prometheus Operator is assumed.
-* ``PodMonitor fraud-detector``: scrapes ``/metrics`` on the port named ``http`` of every pod of
+* ``PodMonitor fraud-detector``: scrapes ``/metrics`` on the port named ``metrics`` of every pod of
   every version, and copies the pod labels ``model`` and ``version`` onto every series, so each
   series says which version answered.
 * ``PrometheusRule fraud-detector``: recording rules (requests/s, 5xx ratio, latency quantiles,
@@ -41,7 +41,8 @@ from components.settings import RATE_WINDOW, AlertThresholds, MonitoringSettings
 
 # What the serving runtime exposes on /metrics (serving/metrics.py). Change only together.
 METRICS_PATH = "/metrics"
-METRICS_PORT = "http"
+METRICS_PORT = "metrics"
+"""The container port named for the runtime's separate metrics port (components/kubernetes.py)."""
 REQUESTS_TOTAL = "model_requests_total"
 REQUEST_DURATION = "model_request_duration_seconds"
 IN_FLIGHT_GAUGE = "model_requests_in_flight"

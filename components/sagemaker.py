@@ -40,7 +40,7 @@ from typing import Any
 
 import pulumi
 
-from components.image import model_images, serving_env
+from components.image import SAGEMAKER_MAX_BODY_BYTES, model_images, serving_env
 from components.names import base_name, version_name
 from components.registry import ResolvedModel
 from components.rollout import TrafficPlan
@@ -178,7 +178,13 @@ def plan_variants(plan: TrafficPlan, cfg: SageMakerSettings) -> tuple[Variant, .
 def container_environment(model: str, version: str, cfg: SageMakerSettings) -> dict[str, str]:
     """The serving runtime's environment in a version's container. Depends on the version and the
     target's settings only, never on the rollout: a routing change does not replace the Model."""
-    return serving_env(model, version, workers=cfg.workers, timeout_seconds=cfg.request_timeout_seconds)
+    return serving_env(
+        model,
+        version,
+        workers=cfg.workers,
+        timeout_seconds=cfg.request_timeout_seconds,
+        max_body_bytes=SAGEMAKER_MAX_BODY_BYTES,
+    )
 
 
 def production_variant(v: Variant, model_name: pulumi.Input[str], cfg: SageMakerSettings) -> dict[str, Any]:

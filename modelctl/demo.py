@@ -108,7 +108,7 @@ def demo(workdir: Path, *, serve: bool = True, port: int = 0, project: Path | No
         )
         with urllib.request.urlopen(req, timeout=30) as resp:
             print(f"   -> {resp.status} {resp.read().decode().strip()}")
-        with urllib.request.urlopen(f"{base}/metrics", timeout=30) as resp:
+        with urllib.request.urlopen(f"{base.metrics_url}/metrics", timeout=30) as resp:
             metrics = resp.read().decode().splitlines()
         # the prediction's own counters: /ping and /metrics requests (503 while the model was
         # loading is how readiness works) would read like errors here
@@ -119,7 +119,7 @@ def demo(workdir: Path, *, serve: bool = True, port: int = 0, project: Path | No
             and 'route="/ping"' not in ln
             and 'route="/metrics"' not in ln
         ]
-        print("   GET /metrics (excerpt):")
+        print(f"   GET {base.metrics_url}/metrics (excerpt):")
         for ln in shown[:6]:
             print(f"     {ln}")
     print("   server stopped.")

@@ -1,19 +1,24 @@
-"""The ASGI application of one worker: MLflow's scoring app, loaded in the background.
+"""The ASGI application of one worker: MLflow's scoring, loaded in the background.
 
-Request handling is MLflow's own ``mlflow.pyfunc.scoring_server.init(model)``: the same input
-formats (``dataframe_split``, ``dataframe_records``, ``instances``, ``inputs``, CSV, Parquet), the
-same error bodies, the same 504 on timeout (MLflow's timeout middleware, fed with
-``MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT``). This module adds what MLflow lacks around it:
+Routes (``GET`` also answers ``HEAD``):
 
-* the server listens at once and loads the model in a thread: ``/version`` and ``/metrics``
-  answer during the load (liveness), ``/ping`` and ``/health`` answer 503 until the model is
-  loaded (readiness / startup probes), then MLflow's app takes them over; an ``/invocations``
-  request that arrives during the load waits for it (up to the request timeout, then 503);
-* ``/version`` reports the runtime, MLflow and model name/version as JSON;
-* ``model_prediction_rows_total`` counts the rows handed to ``model.predict`` (the model is
-  wrapped; MLflow's parsing is untouched);
-* a model that fails to load stops the worker (exit code 3) so the supervisor, and then the
-  orchestrator, see the failure instead of a pod that stays unready.
+==================  ======================================================================
+``POST /invocations``  ``serving.invocations``: MLflow's ``scoring_server.invocations`` (every
+                    input format, MLflow's messages) with honest status codes, limits, a
+                    timeout (504, MLflow's answer) and ``X-Request-Id``. A request that arrives
+                    while the model loads waits for it (up to the timeout, then 503).
+``GET /ping``,      readiness: 503 while the model loads and from the moment the server starts
+``GET /health``     draining (SIGTERM); then MLflow's answer (200, ``"\\n"``).
+``GET /version``    liveness: 200 whenever the process answers, JSON with the model's name and
+                    version and whether it is loaded - nothing about the software.
+``/docs``, ``/redoc``, ``/openapi.json``  MLflow's FastAPI pages, only with ``--docs``.
+anything else       404 ``{"detail": "Not Found"}`` (FastAPI's answer). ``/metrics`` is served
+                    on the metrics port by the supervisor, never here.
+==================  ======================================================================
+
+A model that fails to load (or a download that runs out of its budget) stops the worker
+(exit code 3) after writing the reason to the runtime directory, so the supervisor exits 1
+with that reason instead of keeping a pod that never turns ready.
 """
 
 from __future__ import annotations
@@ -27,69 +32,25 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from serving import __version__
 from serving.config import Settings
+from serving.download import DownloadError, download_with_budget, one_line
+from serving.invocations import Invocations, count_rows
 from serving.metrics import ASGIApp, Metrics, MetricsMiddleware, Receive, Scope, Send
+from serving.protocol import WorkerState
 
 logger = logging.getLogger("serving")
 
+__all__ = ["ServingApp", "build_app", "count_rows", "load_pyfunc", "local_model_path"]
+
 TIMEOUT_ENV = "MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT"
 RUNTIME_DIR_ENV = "SERVING_RUNTIME_DIR"
-# Health probes answer 503 at once while the model loads; other requests wait for it.
+LOAD_FAILURE_FILE = "load-failure"  # in the runtime directory: why the model could not load
 PROBE_PATHS = frozenset({"/ping", "/health"})
-
-
-def _distribution_version(*names: str) -> str:
-    for name in names:
-        try:
-            return metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return "unknown"
-
-
-def count_rows(data: Any) -> int:
-    """Rows in a parsed pyfunc input: DataFrame/array rows, list items, tensor-dict rows."""
-    shape = getattr(data, "shape", None)
-    if shape is not None:
-        try:
-            return int(shape[0]) if len(shape) else 1
-        except (TypeError, IndexError):
-            return 1
-    if isinstance(data, dict):
-        # {"input_name": tensor, ...} from "inputs"/"instances": rows of the first tensor.
-        for value in data.values():
-            if hasattr(value, "shape") or isinstance(value, list):
-                return count_rows(value)
-        return 1
-    if isinstance(data, (list, tuple)):
-        return len(data)
-    return 1
-
-
-class CountingModel:
-    """Wraps a ``PyFuncModel``: same ``predict``/``metadata``; counts the rows it scores."""
-
-    def __init__(self, model: Any, on_rows: Callable[[int], None]) -> None:
-        self._model = model
-        self._on_rows = on_rows
-
-    @property
-    def metadata(self) -> Any:
-        return self._model.metadata
-
-    def predict(self, data: Any, params: dict[str, Any] | None = None) -> Any:
-        result = self._model.predict(data, params=params)
-        self._on_rows(count_rows(data))
-        return result
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._model, name)
+DOCS_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
 
 
 def _is_local(uri: str) -> bool:
@@ -97,65 +58,93 @@ def _is_local(uri: str) -> bool:
     return scheme in ("", "file") or (len(scheme) == 1 and os.name == "nt")
 
 
-def local_model_path(model_uri: str, runtime_dir: str | None) -> str:
+def local_model_path(model_uri: str, runtime_dir: str | None, budget_seconds: float = 60.0) -> str:
     """A local directory holding the model: the URI itself, or a download shared by workers.
 
     A ``models:/`` (or ``runs:/``, ``s3://``...) URI is downloaded once per server start into the
-    supervisor's runtime directory, under a file lock, and every worker loads that copy.
+    supervisor's runtime directory, under a file lock, and every worker loads that copy. The
+    download retries within ``budget_seconds`` (``serving.download``); once one worker has given
+    up, the others do not try again.
     """
     if _is_local(model_uri):
         return model_uri[len("file://") :] if model_uri.startswith("file://") else model_uri
-    from mlflow.artifacts import download_artifacts
-
     if not runtime_dir:
-        return str(download_artifacts(artifact_uri=model_uri))
+        return download_with_budget(model_uri, None, budget_seconds)
     cache = Path(runtime_dir) / "model"
     cache.mkdir(parents=True, exist_ok=True)
     with open(cache / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        done = cache / ".path"
+        done, failed = cache / ".path", cache / ".failed"
         if done.exists():
             return done.read_text()
-        path = str(download_artifacts(artifact_uri=model_uri, dst_path=str(cache / "download")))
+        if failed.exists():
+            raise DownloadError(failed.read_text())
+        try:
+            path = download_with_budget(model_uri, str(cache / "download"), budget_seconds)
+        except DownloadError as exc:
+            failed.write_text(str(exc))
+            raise
         done.write_text(path)
         return path
 
 
-def load_pyfunc(model_uri: str, runtime_dir: str | None) -> Any:
+def load_pyfunc(model_uri: str, runtime_dir: str | None, budget_seconds: float = 60.0) -> Any:
     from mlflow.pyfunc import scoring_server
 
     # Honours SERVING_MODEL_CONFIG exactly as `mlflow models serve` does.
     load: Callable[[str], Any] = scoring_server.load_model_with_mlflow_config
-    return load(local_model_path(model_uri, runtime_dir))
+    return load(local_model_path(model_uri, runtime_dir, budget_seconds))
 
 
-async def _send_json(send: Send, status: int, payload: dict[str, Any], head: bool = False) -> None:
+def record_load_failure(runtime_dir: str | None, reason: str) -> None:
+    """Leave the reason for the supervisor (the first worker to fail writes it)."""
+    if not runtime_dir:
+        return
+    path = Path(runtime_dir) / LOAD_FAILURE_FILE
+    with contextlib.suppress(OSError), open(path, "x") as f:
+        f.write(reason)
+
+
+Response = tuple[int, list[tuple[bytes, bytes]], bytes]  # status, headers, body
+
+
+def _json_response(status: int, payload: dict[str, Any], close: bool = False) -> Response:
     body = json.dumps(payload).encode()
-    headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(body)).encode()),
-    ]
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     if status == 503:
         headers.append((b"retry-after", b"1"))
+    if close:
+        headers.append((b"connection", b"close"))
+    return status, headers, body
+
+
+async def _respond(send: Send, response: Response, head: bool = False) -> None:
+    status, headers, body = response
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": b"" if head else body})
 
 
+_PING_OK = b"\n"  # MLflow's /ping body (content type application/json, as MLflow sends it)
+
+
 class ServingApp:
-    """ASGI app: ``/version`` always; MLflow's scoring app once the model is loaded."""
+    """ASGI app: ``/version`` always; ``/ping`` and ``/invocations`` once the model is loaded."""
 
     def __init__(
         self,
         settings: Settings,
         metrics: Metrics,
         on_fatal: Callable[[BaseException], None] | None = None,
-        loader: Callable[[str, str | None], Any] = load_pyfunc,
+        loader: Callable[[str, str | None, float], Any] = load_pyfunc,
+        state: WorkerState | None = None,
     ) -> None:
         self.settings = settings
         self.metrics = metrics
+        self.state = state or WorkerState()
         self._on_fatal = on_fatal
         self._loader = loader
-        self._inner: ASGIApp | None = None
+        self._invocations: Invocations | None = None
+        self._docs_app: ASGIApp | None = None
         self._error: BaseException | None = None
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -164,12 +153,7 @@ class ServingApp:
         self._settled: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         metrics.info.labels(name=settings.model_name, version=settings.model_version).set(1)
-        self._version_payload: dict[str, Any] = {
-            "runtime": "mlflow-deploy-serving",
-            "runtime_version": __version__,
-            "mlflow_version": _distribution_version("mlflow", "mlflow-skinny"),
-            "model": {"name": settings.model_name, "version": settings.model_version},
-        }
+        self._model_identity = {"name": settings.model_name, "version": settings.model_version}
 
     # -- loading -----------------------------------------------------------------------------
 
@@ -202,71 +186,129 @@ class ServingApp:
 
     def _load_model(self) -> None:
         begin = time.perf_counter()
+        settings = self.settings
+        runtime_dir = os.environ.get(RUNTIME_DIR_ENV)
         try:
-            # MLflow's timeout middleware reads this when the app is built.
-            os.environ[TIMEOUT_ENV] = str(self.settings.timeout)
-            model = self._loader(self.settings.model_uri, os.environ.get(RUNTIME_DIR_ENV))
+            # MLflow's own app (built for the docs pages) reads this when it is built.
+            os.environ[TIMEOUT_ENV] = str(settings.timeout)
+            model = self._loader(settings.model_uri, runtime_dir, settings.download_timeout)
             from mlflow.pyfunc import scoring_server
 
+            # init() also marks the process as a serving environment, as `mlflow models serve` does.
             init: Callable[[Any], ASGIApp] = scoring_server.init
-            inner = init(CountingModel(model, self.metrics.rows.inc))
-        except BaseException as exc:  # any failure to load is fatal for the worker
-            self._error = exc
-            logger.exception("failed to load model %s", self.settings.model_uri)
-            if self._on_fatal is not None:
-                self._on_fatal(exc)
+            docs_app = init(model)
+            invocations = Invocations(
+                model,
+                self.metrics,
+                timeout=float(settings.timeout),
+                max_body=settings.max_body_bytes,
+                max_depth=settings.max_json_depth,
+                debug=settings.debug,
+                closing=self.state.closing,
+            )
+        except DownloadError as exc:
+            self._fail(exc, str(exc), runtime_dir, trace=False)
+            return
+        except BaseException as exc:  # noqa: BLE001 - any failure to load is fatal for the worker (logged)
+            self._fail(exc, f"cannot load {settings.model_uri}: {one_line(exc)}", runtime_dir, trace=True)
             return
         seconds = time.perf_counter() - begin
         self.metrics.load_seconds.set(seconds)
-        self._inner = inner
+        self._docs_app = docs_app if settings.docs else None
+        self._invocations = invocations
         self.loaded.set()
-        logger.info("model %s loaded in %.2f s", self.settings.model_uri, seconds)
+        logger.info("model %s loaded in %.2f s", settings.model_uri, seconds)
+
+    def _fail(self, exc: BaseException, reason: str, runtime_dir: str | None, trace: bool) -> None:
+        self._error = exc
+        if trace:
+            logger.error("%s", reason, exc_info=exc)
+        else:
+            logger.error("%s", reason)
+        record_load_failure(runtime_dir, reason)
+        if self._on_fatal is not None:
+            self._on_fatal(exc)
 
     @property
     def ready(self) -> bool:
-        return self._inner is not None
+        return self._invocations is not None
 
     # -- ASGI --------------------------------------------------------------------------------
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
+        kind = scope["type"]
+        if kind == "lifespan":
             await self._lifespan(receive, send)
             return
-        inner = self._inner
-        if scope["type"] == "http":
-            method = scope["method"]
-            if scope["path"] == "/version" and method in ("GET", "HEAD"):
-                payload = dict(self._version_payload, ready=inner is not None)
-                await _send_json(send, 200, payload, head=method == "HEAD")
+        if kind != "http":
+            if kind == "websocket":
+                await send({"type": "websocket.close", "code": 1008})
+            return
+        path = scope["path"]
+        method = scope["method"]
+        if path == "/invocations":
+            if method != "POST":
+                await _respond(send, self._not_allowed(b"POST"), head=method == "HEAD")
                 return
-            if inner is None and scope["path"] not in PROBE_PATHS:
+            invocations = self._invocations
+            started = None
+            if invocations is None:
                 # Scoring traffic that reaches a worker still loading its model (a connection
                 # accepted just before the pod turned ready elsewhere) waits for the model
                 # instead of failing, up to the request timeout.
-                inner = await self._wait_loaded(float(self.settings.timeout))
-            if inner is None:
-                message = "model failed to load" if self._error else "model is loading"
-                await _send_json(
-                    send,
-                    503,
-                    {"error_code": "TEMPORARILY_UNAVAILABLE", "message": message},
-                    head=method == "HEAD",
-                )
+                started = time.monotonic()
+                await self._wait_loaded(float(self.settings.timeout))
+                invocations = self._invocations
+            if invocations is None:
+                await _respond(send, self._unavailable())
                 return
-        elif inner is None:
-            if scope["type"] == "websocket":
-                await send({"type": "websocket.close", "code": 1013})
+            await invocations(scope, receive, send, started)
             return
-        await inner(scope, receive, send)
+        head = method == "HEAD"
+        if method not in ("GET", "HEAD"):
+            if path in PROBE_PATHS or path == "/version":
+                await _respond(send, self._not_allowed(b"GET"))
+                return
+        elif path in PROBE_PATHS:
+            closing = self.state.closing()
+            if self._invocations is None or closing:
+                await _respond(send, self._unavailable(), head=head)
+                return
+            headers = [(b"content-type", b"application/json"), (b"content-length", b"1")]
+            await _respond(send, (200, headers, _PING_OK), head=head)
+            return
+        elif path == "/version":
+            payload = {"model": self._model_identity, "ready": self._invocations is not None}
+            await _respond(send, _json_response(200, payload, self.state.closing()), head=head)
+            return
+        if path in DOCS_PATHS and self._docs_app is not None:
+            await self._docs_app(scope, receive, send)
+            return
+        await _respond(send, _json_response(404, {"detail": "Not Found"}, self.state.closing()), head=head)
 
-    async def _wait_loaded(self, timeout: float) -> ASGIApp | None:
+    def _unavailable(self) -> Response:
+        if self.state.closing():
+            message = "server is shutting down"
+        elif self._error is not None:
+            message = "model failed to load"
+        else:
+            message = "model is loading"
+        return _json_response(
+            503, {"error_code": "TEMPORARILY_UNAVAILABLE", "message": message}, self.state.closing()
+        )
+
+    def _not_allowed(self, allow: bytes) -> Response:
+        status, headers, body = _json_response(405, {"detail": "Method Not Allowed"}, self.state.closing())
+        headers.append((b"allow", allow))
+        return status, headers, body
+
+    async def _wait_loaded(self, timeout: float) -> None:
         settled = self._settled
         if settled is None or self._error is not None:
-            return self._inner
+            return
         # asyncio.TimeoutError is TimeoutError from Python 3.11 on; the image may run 3.10.
         with contextlib.suppress(asyncio.TimeoutError, TimeoutError):
             await asyncio.wait_for(settled.wait(), timeout)
-        return self._inner
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -287,8 +329,9 @@ def build_app(
     settings: Settings,
     metrics: Metrics | None = None,
     on_fatal: Callable[[BaseException], None] | None = None,
-    loader: Callable[[str, str | None], Any] = load_pyfunc,
+    loader: Callable[[str, str | None, float], Any] = load_pyfunc,
+    state: WorkerState | None = None,
 ) -> tuple[ASGIApp, ServingApp]:
     """(the ASGI app to serve, the ServingApp inside it)."""
-    serving_app = ServingApp(settings, metrics or Metrics(), on_fatal=on_fatal, loader=loader)
+    serving_app = ServingApp(settings, metrics or Metrics(), on_fatal=on_fatal, loader=loader, state=state)
     return MetricsMiddleware(serving_app, serving_app.metrics), serving_app

@@ -4,16 +4,20 @@
 
     with run_local("models:/fraud-detector/7", workers=2) as url:
         httpx.post(f"{url}/invocations", json={"dataframe_split": ...})
+        httpx.get(f"{url.metrics_url}/metrics")
 
-The server binds 127.0.0.1 on a port it picks itself (``port=0``, race-free: the server writes
-the port it bound to a file this helper reads), ``run_local`` waits until ``/ping`` answers 200
-(model loaded), yields the base URL, and on exit sends SIGTERM, waits for a graceful stop and
-SIGKILLs the process group if it does not come.
+The server binds 127.0.0.1 on ports it picks itself (``port=0`` and metrics port 0, race-free:
+the server writes the ports it bound to a file this helper reads), ``run_local`` waits until
+``/ping`` answers 200 (model loaded), yields the base URL (a ``str`` that also carries
+``metrics_url``), and on exit sends SIGTERM, waits for a graceful stop and SIGKILLs the process
+group if it does not come. No drain delay by default (``drain_seconds=0``): there is no load
+balancer in front of a local server to tell.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -31,6 +35,17 @@ _SRC_ROOT = str(Path(__file__).resolve().parent.parent)
 
 class ServerError(RuntimeError):
     """The server process exited or did not become ready in time."""
+
+
+class LocalURL(str):
+    """The serving base URL, with the metrics port's base URL as ``metrics_url``."""
+
+    metrics_url: str
+
+    def __new__(cls, url: str, metrics_url: str) -> LocalURL:
+        obj = super().__new__(cls, url)
+        obj.metrics_url = metrics_url
+        return obj
 
 
 def _http_status(url: str, timeout: float) -> int | None:
@@ -57,9 +72,13 @@ class LocalServer:
         host: str = "127.0.0.1",
         stdout: IO[bytes] | int | None = None,
         stderr: IO[bytes] | int | None = None,
+        metrics_port: int = 0,
+        drain_seconds: float = 0.0,
     ) -> None:
         self.model_uri = model_uri
         self.port = port
+        self.metrics_port = metrics_port
+        self.drain_seconds = drain_seconds
         self.workers = workers
         self.env = dict(env or {})
         self.timeout = timeout
@@ -69,6 +88,7 @@ class LocalServer:
         self.stderr = stderr
         self.process: subprocess.Popen[bytes] | None = None
         self.url = ""
+        self.metrics_url = ""
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
 
     @property
@@ -92,6 +112,10 @@ class LocalServer:
             self.host,
             "--port",
             str(self.port),
+            "--metrics-port",
+            str(self.metrics_port),
+            "--drain-seconds",
+            str(self.drain_seconds),
             "--workers",
             str(self.workers),
             "--port-file",
@@ -114,9 +138,10 @@ class LocalServer:
         )
         deadline = time.monotonic() + startup_timeout
         try:
-            port = self._wait_for_port(port_file, deadline)
+            port, metrics_port = self._wait_for_ports(port_file, deadline)
             host = f"[{self.host}]" if ":" in self.host else self.host
             self.url = f"http://{host}:{port}"
+            self.metrics_url = f"http://{host}:{metrics_port}"
             if wait_ready:
                 self.wait_ready(deadline - time.monotonic())
         except BaseException:
@@ -124,7 +149,7 @@ class LocalServer:
             raise
         return self.url
 
-    def _wait_for_port(self, port_file: str, deadline: float) -> int:
+    def _wait_for_ports(self, port_file: str, deadline: float) -> tuple[int, int]:
         while time.monotonic() < deadline:
             self._check_alive()
             try:
@@ -132,7 +157,8 @@ class LocalServer:
             except FileNotFoundError:
                 text = ""
             if text:
-                return int(text)
+                ports = json.loads(text)
+                return int(ports["port"]), int(ports["metrics_port"])
             time.sleep(0.05)
         raise ServerError("server did not start listening in time")
 
@@ -214,7 +240,7 @@ def run_local(
     env: Mapping[str, str] | None = None,
     timeout: int | None = None,
     startup_timeout: float = 120.0,
-) -> Iterator[str]:
+) -> Iterator[LocalURL]:
     """Serve ``model_uri`` on 127.0.0.1 in a subprocess; yields the base URL once /ping is 200.
 
     Args:
@@ -225,10 +251,12 @@ def run_local(
         env: extra environment for the server (e.g. ``MLFLOW_TRACKING_URI``, ``MODEL_NAME``).
         timeout: request timeout in seconds (default 60).
         startup_timeout: seconds to wait for the model to load before raising ``ServerError``.
+
+    Yields the base URL; its ``metrics_url`` attribute is the metrics port's base URL.
     """
     server = LocalServer(model_uri, port=port, workers=workers, env=env, timeout=timeout)
     server.start(startup_timeout=startup_timeout)
     try:
-        yield server.url
+        yield LocalURL(server.url, server.metrics_url)
     finally:
         server.stop()

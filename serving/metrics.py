@@ -12,12 +12,19 @@ model_requests_in_flight           gauge                        requests being p
 model_prediction_rows_total        counter                      input rows the model scored
 model_load_seconds                 gauge                        time the model took to load
 model_info                         gauge      name, version     1, identifies the model served
+model_connections_dropped_total    counter    reason            connections the server closed
+                                                                unanswered: ``header_timeout``
+                                                                (no complete request head in time),
+                                                                ``over_limit`` (503 at the
+                                                                connection cap)
 =================================  =========  ================  =====================================
 
 ``route`` is the path of one of the server's routes (``/invocations``, ``/ping``, ``/health``,
 ``/version``, ...), or ``other`` for any path the server does not serve, so a scanner cannot blow
-up the label set. ``status`` is the HTTP status code as a string (``"200"``, ``"400"``, ``"504"``).
-Scrapes of ``/metrics`` itself are not counted in any of the request metrics.
+up the label set. ``status`` is the HTTP status code as a string (``"200"``, ``"400"``, ``"504"``),
+or ``"499"`` for a request whose client went away before the answer (nothing was sent; not a
+server error). ``/metrics`` is served on the metrics port (``serving.exporter``), never on the
+serving port, and its scrapes are not counted.
 
 Several worker processes: the supervisor points ``PROMETHEUS_MULTIPROC_DIR`` at a fresh directory
 before it starts the workers; every worker writes its samples there and any worker answering
@@ -35,7 +42,6 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from prometheus_client import (
-    CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
     Gauge,
@@ -75,6 +81,10 @@ DURATION_BUCKETS = (
 KNOWN_ROUTES = frozenset({"/invocations", "/ping", "/health", "/version", "/docs", "/redoc", "/openapi.json"})
 METRICS_PATH = "/metrics"
 OTHER_ROUTE = "other"
+# The scope key under which a handler leaves the status of a request it ended without an answer
+# (serving.invocations sets 499 when the client went away).
+STATUS_KEY = "mlflow_deploy.status"
+DROP_REASONS = ("header_timeout", "over_limit")
 
 
 class Metrics:
@@ -119,6 +129,14 @@ class Metrics:
             registry=self.registry,
             multiprocess_mode="livemax",
         )
+        self.dropped = Counter(
+            "model_connections_dropped",
+            "Connections the server closed without an answer, by reason.",
+            ["reason"],
+            registry=self.registry,
+        )
+        for reason in DROP_REASONS:
+            self.dropped.labels(reason=reason)  # exported as 0 from the start
         # (route, status) -> (counter child, histogram child): .labels() costs a lock and a dict
         # lookup with a tuple build each call; the label set is small and bounded.
         self._children: dict[tuple[str, str], tuple[Any, Any]] = {}
@@ -138,11 +156,16 @@ class Metrics:
         """The exposition text: merged over all workers in multiprocess mode."""
         path = os.environ.get(MULTIPROC_ENV)
         if path:
-            registry = CollectorRegistry()
-            collector: Callable[..., object] = MultiProcessCollector
-            collector(registry, path=path)
-            return generate_latest(registry)
+            return render_multiprocess(path)
         return generate_latest(self.registry)
+
+
+def render_multiprocess(path: str) -> bytes:
+    """The exposition text of every worker's samples in a multiprocess directory."""
+    registry = CollectorRegistry()
+    collector: Callable[..., object] = MultiProcessCollector
+    collector(registry, path=path)
+    return generate_latest(registry)
 
 
 def route_of(path: str) -> str:
@@ -150,7 +173,7 @@ def route_of(path: str) -> str:
 
 
 class MetricsMiddleware:
-    """Pure ASGI middleware: counts, times and tracks in-flight HTTP requests; serves /metrics.
+    """Pure ASGI middleware: counts, times and tracks in-flight HTTP requests.
 
     Pure ASGI (not Starlette's BaseHTTPMiddleware) because it is on every request's path and
     must not add a task and a memory stream per request.
@@ -164,13 +187,8 @@ class MetricsMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        path: str = scope["path"]
-        if path == METRICS_PATH:
-            await self._serve_metrics(scope, send)
-            return
-
         metrics = self.metrics
-        route = route_of(path)
+        route = route_of(scope["path"])
         status = 500
         recorded = False
         begin = time.perf_counter()
@@ -189,36 +207,15 @@ class MetricsMiddleware:
                 status = int(message["status"])
             await send(message)
             if kind == "http.response.body" and not message.get("more_body", False):
-                # Recorded when the response is complete, as the client sees it: after a 504
-                # MLflow's timeout middleware may still wait for the abandoned predict thread.
+                # Recorded when the response is complete, as the client sees it.
                 record()
 
         metrics.in_flight.inc()
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
-            # No complete response (an exception escaped, the client went away): status stays
-            # 500 unless a start was sent, which is what uvicorn answers in that case.
+            # No complete response: the handler's own verdict (499: the client went away), else
+            # 500, which is what uvicorn answers when an exception escapes.
+            if not recorded:
+                status = scope.get(STATUS_KEY, status)
             record()
-
-    async def _serve_metrics(self, scope: Scope, send: Send) -> None:
-        if scope["method"] not in ("GET", "HEAD"):
-            await _plain(send, 405, b"Method Not Allowed\n", [(b"allow", b"GET, HEAD")])
-            return
-        body = self.metrics.render()
-        headers = [
-            (b"content-type", CONTENT_TYPE_LATEST.encode()),
-            (b"content-length", str(len(body)).encode()),
-        ]
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
-
-
-async def _plain(send: Send, status: int, body: bytes, extra_headers: list[tuple[bytes, bytes]] | None = None) -> None:
-    headers = [
-        (b"content-type", b"text/plain; charset=utf-8"),
-        (b"content-length", str(len(body)).encode()),
-        *(extra_headers or []),
-    ]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})

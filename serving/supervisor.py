@@ -1,20 +1,24 @@
-"""The main process: binds the port, starts the workers, keeps them running, stops them gracefully.
+"""The main process: binds the ports, starts the workers, keeps them running, stops them gracefully.
 
-It does not import MLflow or serve requests itself. What it does, in order:
+It does not import MLflow or serve model requests itself. What it does, in order:
 
 1. resolves settings (flags, env) and the worker count (``serving.cpu``: the cgroup CPU limit,
    not the host's CPU count);
 2. makes a runtime directory for this start (``tempfile.mkdtemp``) holding the Prometheus
    multiprocess directory (or empties the ``*.db`` files of a ``PROMETHEUS_MULTIPROC_DIR`` the
-   environment names) and the download of a ``models:/`` URI that workers share;
-3. binds the listening socket with ``IPPROTO_TCP`` (see ``serving.worker`` for why that matters)
-   and starts ``N`` workers (``python -m serving.worker FD``) that inherit it;
+   environment names), the drain flag, and the download of a ``models:/`` URI that workers share;
+3. binds the serving socket with ``IPPROTO_TCP`` (see ``serving.worker`` for why that matters)
+   and the metrics socket, serves ``/metrics`` on the latter itself (``serving.exporter``), and
+   starts ``N`` workers (``python -m serving.worker FD``) that inherit the serving socket;
 4. waits: reaps exited workers, calls ``mark_process_dead`` for each, restarts a worker that
    crashed (a replacement loads the model before it accepts connections when other workers are
-   serving), gives up if the model cannot be loaded (exit code 3) or workers crash in a loop;
-5. on SIGTERM/SIGINT: stops listening, forwards SIGTERM to the workers (uvicorn stops accepting,
-   finishes in-flight requests, closes keep-alive connections), waits up to the grace period,
-   then SIGKILLs what is left, removes the runtime directory and exits 0.
+   serving), gives up if the model cannot be loaded (exit 1 with the workers' reason) or workers
+   crash in a loop;
+5. on SIGTERM/SIGINT: drains without losing a request (``serving.drain``): raises the drain flag
+   (``/ping`` 503 at once) and keeps serving for ``--drain-seconds``, then stops the kernel from
+   accepting new connections, forwards SIGTERM to the workers (they accept what is queued, stop,
+   finish in-flight requests), waits up to the grace period, SIGKILLs what is left, removes the
+   runtime directory and exits 0. A second SIGTERM/SIGINT ends the drain delay at once.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import glob
+import json
 import logging
 import os
 import shutil
@@ -39,8 +44,10 @@ from pathlib import Path
 from serving.balance import ConnectionBoard
 from serving.config import Settings, parse_settings
 from serving.cpu import detect_workers
+from serving.drain import DrainFlag, stop_accepting
 from serving.worker import (  # the supervisor/worker handshake, defined once
     BOARD_ENV,
+    DRAIN_FLAG_ENV,
     PRELOAD_ENV,
     SETTINGS_ENV,
     SLOT_ENV,
@@ -52,8 +59,11 @@ logger = logging.getLogger("serving.supervisor")
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 RUNTIME_DIR_ENV = "SERVING_RUNTIME_DIR"
+LOAD_FAILURE_FILE = "load-failure"  # written by a worker (serving.app) that cannot load the model
 RUNTIME_PREFIX = "mlflow-serving-"
 LISTEN_BACKLOG = 2048
+# Beyond the grace period, for workers to accept what is queued and exit before they are killed.
+QUEUE_AND_EXIT_SECONDS = 5.0
 # A worker that dies this many times within the window is not restarted again.
 MAX_RESTARTS = 5
 RESTART_WINDOW_SECONDS = 60.0
@@ -118,12 +128,15 @@ class Supervisor:
     _stopping: bool = False
     _deadline: float = 0.0
     _killed: bool = False
+    _drain_until: float | None = None
 
     def __post_init__(self) -> None:
         # Workers read the resolved count (for the connection board), not "from the cgroup".
         self.settings = dataclasses.replace(self.settings, workers=self.workers)
         self.board_path = self.runtime_dir / "connections"
         ConnectionBoard.create(self.board_path, self.workers)
+        self.flag_path = self.runtime_dir / "draining"
+        self.drain_flag = DrainFlag.create(self.flag_path)
 
     def _worker_env(self, slot: int, preload: bool) -> dict[str, str]:
         env = dict(os.environ)
@@ -131,6 +144,7 @@ class Supervisor:
         env[SLOT_ENV] = str(slot)
         env[SUPERVISOR_ENV] = str(os.getpid())
         env[BOARD_ENV] = str(self.board_path)
+        env[DRAIN_FLAG_ENV] = str(self.flag_path)
         env[MULTIPROC_ENV] = str(self.multiproc_dir)
         env[RUNTIME_DIR_ENV] = str(self.runtime_dir)
         env[SETTINGS_ENV] = self.settings.to_json()
@@ -156,16 +170,35 @@ class Supervisor:
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
             signal.signal(sig, self._on_signal)
 
+    def drain(self, reason: str) -> None:
+        """Readiness 503 from now on; keep serving for the drain delay, then ``stop``."""
+        if self._stopping:
+            return
+        if self._drain_until is not None:
+            self.stop(f"{reason} again during the drain")
+            return
+        delay = self.settings.drain_seconds
+        self.drain_flag.raise_()
+        if delay <= 0:
+            self.stop(reason)
+            return
+        logger.info("%s: draining for %g s (readiness 503, still serving), then stopping", reason, delay)
+        self._drain_until = time.monotonic() + delay
+
     def stop(self, reason: str) -> None:
         if self._stopping:
             return
         self._stopping = True
+        self.drain_flag.raise_()
         logger.info("%s: stopping %d worker(s)", reason, len(self._procs))
-        # Stop listening here; the workers close their copies once they stop accepting.
+        # The kernel completes no new connection from here on; the ones it already queued stay
+        # queued for the workers to accept before they close their copies of the listener.
+        if not stop_accepting(self.sock):
+            logger.debug("no socket filter on this platform: connections queued at stop may be reset")
         self.sock.close()
         for worker in self._procs.values():
             _signal_process(worker.process, signal.SIGTERM)
-        self._deadline = time.monotonic() + self.settings.shutdown_grace + 5.0
+        self._deadline = time.monotonic() + self.settings.shutdown_grace + QUEUE_AND_EXIT_SECONDS
 
     def _reap(self) -> None:
         while True:
@@ -189,7 +222,8 @@ class Supervisor:
             logger.info("worker %d exited (%d)", pid, code)
             return
         if code == STARTUP_FAILURE:
-            logger.error("worker %d could not load the model; stopping", pid)
+            reason = self.load_failure() or f"worker {pid} could not load the model"
+            logger.error("%s", reason)
             self.exit_code = 1
             self.stop("model failed to load")
             return
@@ -212,18 +246,30 @@ class Supervisor:
         # at once so that /version (liveness) answers during the load.
         self.spawn(worker.slot, preload=bool(self._procs))
 
+    def load_failure(self) -> str | None:
+        """The reason a worker left when it could not load the model."""
+        try:
+            return (self.runtime_dir / LOAD_FAILURE_FILE).read_text().strip() or None
+        except OSError:
+            return None
+
     def run(self) -> int:
         self._install_signal_handlers()
         for slot in range(self.workers):
             self.spawn(slot)
         while self._procs:
-            self._wake.wait(0.5)
+            wait = 0.5
+            if self._drain_until is not None and not self._stopping:
+                wait = max(0.0, min(wait, self._drain_until - time.monotonic()))
+            self._wake.wait(wait)
             self._wake.clear()
             self._reap()
             while self._signals:
                 sig = self._signals.pop(0)
                 if sig in (signal.SIGTERM, signal.SIGINT):
-                    self.stop(f"received {signal.Signals(sig).name}")
+                    self.drain(f"received {signal.Signals(sig).name}")
+            if self._drain_until is not None and not self._stopping and time.monotonic() >= self._drain_until:
+                self.stop("drain delay over")
             if self._stopping and not self._killed and time.monotonic() > self._deadline:
                 logger.warning("grace period over: killing %d worker(s)", len(self._procs))
                 for worker in self._procs.values():
@@ -237,10 +283,11 @@ def _signal_process(process: subprocess.Popen[bytes], sig: int) -> None:
         os.kill(process.pid, sig)
 
 
-def _write_port_file(path: str, port: int) -> None:
+def _write_port_file(path: str, port: int, metrics_port: int) -> None:
+    """``{"port": ..., "metrics_port": ...}``, written atomically (``serving.local`` reads it)."""
     tmp = f"{path}.tmp"
     with open(tmp, "w") as f:
-        f.write(str(port))
+        json.dump({"port": port, "metrics_port": metrics_port}, f)
     os.replace(tmp, path)
 
 
@@ -258,30 +305,50 @@ def remove_stale_runtime_dirs(tmp: Path) -> None:
             pass  # alive, someone else's
 
 
+def _bind(host: str, port: int, what: str) -> socket.socket | None:
+    try:
+        return bind_socket(host, port)
+    except OSError as exc:
+        logger.error("cannot listen on %s:%d (%s): %s", host, port, what, exc)
+        return None
+
+
 def serve(settings: Settings) -> int:
     workers = settings.workers or detect_workers()
     environ = dict(os.environ)
     remove_stale_runtime_dirs(Path(tempfile.gettempdir()))
     runtime_dir = Path(tempfile.mkdtemp(prefix=f"{RUNTIME_PREFIX}{os.getpid()}-"))
+    exporter = None
+    sock = metrics_sock = None
     try:
         multiproc_dir = prepare_multiproc_dir(runtime_dir, environ)
-        try:
-            sock = bind_socket(settings.host, settings.port)
-        except OSError as exc:
-            logger.error("cannot listen on %s:%d: %s", settings.host, settings.port, exc)
+        sock = _bind(settings.host, settings.port, "serving port")
+        metrics_sock = _bind(settings.host, settings.metrics_port, "metrics port, --metrics-port") if sock else None
+        if sock is None or metrics_sock is None:
             return 1
-        port = sock.getsockname()[1]
+        from serving.exporter import MetricsExporter
+        from serving.metrics import render_multiprocess
+
+        exporter = MetricsExporter(metrics_sock, lambda: render_multiprocess(str(multiproc_dir)))
+        exporter.start()
+        port, metrics_port = sock.getsockname()[1], metrics_sock.getsockname()[1]
         logger.info(
-            "serving %s on http://%s:%d with %d worker(s), timeout %d s, keep-alive %d s",
+            "serving %s on http://%s:%d (metrics on port %d) with %d worker(s), timeout %d s, "
+            "keep-alive %d s, header timeout %g s, max body %d bytes, drain %g s (runtime %s)",
             settings.model_uri,
             settings.host,
             port,
+            metrics_port,
             workers,
             settings.timeout,
             settings.keepalive,
+            settings.header_timeout,
+            settings.max_body_bytes,
+            settings.drain_seconds,
+            _runtime_version(),
         )
         if settings.port_file:
-            _write_port_file(settings.port_file, port)
+            _write_port_file(settings.port_file, port, metrics_port)
         supervisor = Supervisor(
             settings=settings,
             workers=workers,
@@ -289,12 +356,30 @@ def serve(settings: Settings) -> int:
             runtime_dir=runtime_dir,
             multiproc_dir=multiproc_dir,
         )
-        try:
-            return supervisor.run()
-        finally:
-            sock.close()
+        return supervisor.run()
     finally:
+        if exporter is not None:
+            exporter.stop()
+        for s in (sock, metrics_sock):
+            if s is not None:
+                s.close()
         shutil.rmtree(runtime_dir, ignore_errors=True)
+
+
+def _runtime_version() -> str:
+    """For the log only: /version no longer tells the world which software answers."""
+    from importlib import metadata
+
+    from serving import __version__
+
+    mlflow = "unknown"
+    for name in ("mlflow", "mlflow-skinny"):
+        try:
+            mlflow = metadata.version(name)
+            break
+        except metadata.PackageNotFoundError:
+            continue
+    return f"mlflow-deploy-serving {__version__}, MLflow {mlflow}"
 
 
 def log_level_number(name: str) -> int:

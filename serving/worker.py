@@ -35,6 +35,9 @@ PRELOAD_ENV = "SERVING_WORKER_PRELOAD"
 SLOT_ENV = "SERVING_WORKER_SLOT"
 BOARD_ENV = "SERVING_CONNECTION_BOARD"
 SUPERVISOR_ENV = "SERVING_SUPERVISOR_PID"
+DRAIN_FLAG_ENV = "SERVING_DRAIN_FLAG"
+# Descriptors a worker needs besides its client connections (listener, model files, pipes, ...).
+FD_RESERVE = 64
 # Exit code of a worker whose model failed to load (same value as uvicorn's STARTUP_FAILURE):
 # the supervisor stops instead of restarting it in a loop.
 STARTUP_FAILURE = 3
@@ -74,6 +77,41 @@ def run_on_loop(loop_factory: Callable[[], asyncio.AbstractEventLoop], main: Cor
             loop.close()
 
 
+def fit_connection_cap(max_connections: int, soft: int, hard: int) -> tuple[int | None, int]:
+    """(the open-file soft limit to set, or None to keep it; the connection cap to use).
+
+    A worker that runs out of descriptors cannot accept, and every request times out: the cap
+    must stay below the limit. The soft limit is raised up to the hard one if that is needed;
+    if even the hard limit is too low, the cap comes down to fit it.
+    """
+    unlimited = -1  # resource.RLIM_INFINITY on Linux
+    needed = max_connections + FD_RESERVE
+    if soft == unlimited or soft >= needed:
+        return None, max_connections
+    raised = needed if hard == unlimited else min(needed, hard)
+    return (raised if raised > soft else None), max(1, min(max_connections, max(raised, soft) - FD_RESERVE))
+
+
+def _apply_connection_cap(max_connections: int) -> int:
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    new_soft, cap = fit_connection_cap(max_connections, soft, hard)
+    if new_soft is not None:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (new_soft, hard))
+        except (ValueError, OSError):
+            new_soft, cap = None, max(1, min(max_connections, soft - FD_RESERVE))
+    if cap < max_connections:
+        logging.getLogger("serving").warning(
+            "open-file limit %d allows %d connections per worker, not %d (--max-connections)",
+            new_soft or soft,
+            cap,
+            max_connections,
+        )
+    return cap
+
+
 def configure_logging(level: str) -> None:
     from serving.supervisor import log_level_number
 
@@ -90,6 +128,8 @@ def run_worker(fd: int, settings_json: str) -> int:
     from serving.app import build_app
     from serving.balance import ConnectionBoard, event_loop_factory
     from serving.config import Settings
+    from serving.drain import DrainFlag
+    from serving.protocol import ServingServer, WorkerState, protocol_class
 
     settings = Settings.from_json(settings_json)
     configure_logging(settings.log_level)
@@ -106,13 +146,18 @@ def run_worker(fd: int, settings_json: str) -> int:
         if server is not None:
             server.should_exit = True
 
-    asgi_app, serving_app = build_app(settings, on_fatal=on_fatal)
+    flag_path = os.environ.get(DRAIN_FLAG_ENV)
+    state = WorkerState(DrainFlag(flag_path) if flag_path else None)
+    asgi_app, serving_app = build_app(settings, on_fatal=on_fatal, state=state)
     if os.environ.get(PRELOAD_ENV) == "1" and not serving_app.load_now():
         # A replacement for a crashed worker loads before it accepts: the other workers serve
         # meanwhile, and no connection lands on a worker that cannot answer it yet.
         return STARTUP_FAILURE
     config = uvicorn.Config(
         asgi_app,
+        http=protocol_class(
+            settings.header_timeout, _apply_connection_cap(settings.max_connections), state, serving_app.metrics
+        ),
         lifespan="on",
         log_config=None,
         log_level=settings.log_level,
@@ -122,8 +167,9 @@ def run_worker(fd: int, settings_json: str) -> int:
         # Trust X-Forwarded-* only from loopback (a sidecar); the pod network is not trusted.
         proxy_headers=True,
         forwarded_allow_ips="127.0.0.1",
+        server_header=False,
     )
-    server = uvicorn.Server(config)
+    server = ServingServer(config, sock, state)
     board = None
     board_path = os.environ.get(BOARD_ENV)
     if board_path and settings.workers and settings.workers > 1:

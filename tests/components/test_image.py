@@ -9,6 +9,7 @@ import yaml
 
 from components.image import (
     CONTAINER_PORT,
+    METRICS_PORT,
     base_image_for,
     image_requirements,
     image_tag,
@@ -41,7 +42,7 @@ def test_build_context_holds_the_model_and_its_requirements(registry: SampleRegi
     assert f"FROM python:{model.python_minor}-slim" in dockerfile
     assert "RUN pip install -r /app/requirements.txt" in dockerfile
     assert 'ENTRYPOINT ["python", "-m", "serving"]' in dockerfile
-    assert f"EXPOSE {CONTAINER_PORT}" in dockerfile
+    assert f"EXPOSE {CONTAINER_PORT} {METRICS_PORT}" in dockerfile
     user = [ln for ln in dockerfile.splitlines() if ln.startswith("USER ")]
     assert user and user[-1].split()[1] not in ("root", "0")
 

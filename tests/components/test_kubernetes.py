@@ -47,7 +47,10 @@ def test_one_version_one_deployment_with_version_labels(plain: Rendered) -> None
 
 def test_container_contract_matches_the_serving_runtime(plain: Rendered) -> None:
     c = container(plain)
-    assert c["ports"] == [{"containerPort": 8080, "name": "http", "protocol": "TCP"}]
+    assert c["ports"] == [
+        {"containerPort": 8080, "name": "http", "protocol": "TCP"},
+        {"containerPort": 9090, "name": "metrics", "protocol": "TCP"},
+    ]
     assert c["readinessProbe"]["httpGet"] == {"path": "/ping", "port": "http"}
     assert c["startupProbe"]["httpGet"] == {"path": "/ping", "port": "http"}
     assert c["livenessProbe"]["httpGet"] == {"path": "/version", "port": "http"}

@@ -31,6 +31,7 @@ import yaml
 from components import monitoring as mon
 from components.rollout import plan_traffic
 from components.settings import AlertThresholds
+from serving.local import LocalServer
 
 PROMETHEUS = shutil.which("prometheus")
 pytestmark = [
@@ -87,8 +88,7 @@ def model_dir(workdir: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def server(model_dir: Path) -> Iterator[str]:
-    from serving.local import LocalServer
+def server(model_dir: Path) -> Iterator[LocalServer]:
 
     srv = LocalServer(
         str(model_dir),
@@ -99,7 +99,7 @@ def server(model_dir: Path) -> Iterator[str]:
     )
     srv.start(startup_timeout=120)
     try:
-        yield srv.url
+        yield srv
     finally:
         srv.stop(grace=10)
 
@@ -204,10 +204,10 @@ def wait_for(what: str, fn: Any, timeout: float = 90.0) -> Any:
     raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
 
 
-def test_error_ratio_recorded_and_alert_pending(server: str, workdir: Path) -> None:
-    target = server.removeprefix("http://")
+def test_error_ratio_recorded_and_alert_pending(server: LocalServer, workdir: Path) -> None:
+    target = server.metrics_url.removeprefix("http://")  # the metrics port, as the PodMonitor scrapes it
     sel = mon.series_selector(MODEL, NS, version=VERSION)
-    with prometheus(workdir, target) as prom, traffic(server) as counts:
+    with prometheus(workdir, target) as prom, traffic(server.url) as counts:
         # the scrape carries the version label the PodMonitor would put on the series
         up = wait_for("the target to be up", lambda: [s for s in query(prom, f"up{{{sel}}}") if s["value"][1] == "1"])
         assert up[0]["metric"]["version"] == VERSION

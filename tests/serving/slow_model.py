@@ -5,6 +5,8 @@
 * input column ``gate``: ``predict`` creates ``<gate>.started`` and waits until the file ``<gate>``
   exists - to hold a request in flight for exactly as long as a test needs.
 * input column ``sleep``: ``predict`` sleeps that many seconds - to run past the request timeout.
+* input column ``fail``: ``predict`` raises ``ValueError`` for a row with ``fail`` > 0 - a model
+  that fails, as opposed to input the server rejects.
 
 It answers ``x * 2`` for an ``x`` column (0 otherwise). Every wait is bounded.
 """
@@ -45,6 +47,8 @@ class SlowModel(PythonModel):
                 with open(f"{gate}.started", "w"):
                     pass
                 _wait_for(str(gate))
+        if "fail" in columns and (model_input["fail"] > 0).any():
+            raise ValueError("the model failed on purpose")
         if "sleep" in columns:
             time.sleep(min(float(model_input["sleep"].max()), MAX_WAIT_SECONDS))
         if "x" in columns:

@@ -55,6 +55,12 @@ def client(server: LocalServer) -> Iterator[httpx.Client]:
 
 
 @pytest.fixture(scope="module")
+def metrics_client(server: LocalServer) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server.metrics_url, timeout=30) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
 def mlflow_client(iris_model: IrisModel) -> Iterator[Any]:
     """MLflow's own scoring app for the same model, in-process: the reference answers."""
     import mlflow.pyfunc
@@ -194,14 +200,29 @@ def test_health_answers_like_mlflow(client: httpx.Client, mlflow_client: Any, pa
     assert ours.content == theirs.content
 
 
-def test_version_names_runtime_mlflow_and_model(client: httpx.Client) -> None:
+def test_version_names_the_model_and_nothing_about_the_software(client: httpx.Client) -> None:
     import mlflow
 
-    body = client.get("/version").json()
-    assert body["mlflow_version"] == mlflow.__version__
-    assert body["model"] == {"name": "iris", "version": "3"}
-    assert body["ready"] is True
-    assert body["runtime_version"]
+    response = client.get("/version")
+    assert response.json() == {"model": {"name": "iris", "version": "3"}, "ready": True}
+    # no runtime, MLflow or server versions for a scanner to match against CVEs
+    assert mlflow.__version__ not in response.text
+    assert "server" not in response.headers
+
+
+@pytest.mark.parametrize("path", ["/metrics", "/docs", "/redoc", "/openapi.json", "/docs/oauth2-redirect"])
+def test_metrics_and_api_docs_are_not_served_on_the_serving_port(client: httpx.Client, path: str) -> None:
+    response = client.get(path)
+    assert response.status_code == 404
+    assert response.json() == {"detail": "Not Found"}
+
+
+def test_the_metrics_port_serves_only_metrics(metrics_client: httpx.Client) -> None:
+    assert metrics_client.get("/metrics").status_code == 200
+    assert metrics_client.head("/metrics").status_code == 200
+    assert metrics_client.post("/metrics").status_code == 405
+    for path in ("/", "/ping", "/invocations", "/version", "/metrics/x"):
+        assert metrics_client.get(path).status_code == 404
 
 
 def _scrape(client: httpx.Client) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
@@ -218,11 +239,11 @@ def _post_fresh_connection(url: str, content_type: str, body: bytes) -> int:
 
 
 def test_metrics_count_requests_across_workers(
-    server: LocalServer, client: httpx.Client, iris_model: IrisModel, prom_dir: Path
+    server: LocalServer, metrics_client: httpx.Client, iris_model: IrisModel, prom_dir: Path
 ) -> None:
     good_ct, good = _payloads(iris_model, rows=7)["dataframe_split"]
     bad_ct, bad = BAD_REQUESTS["legacy_columns_data"]
-    before = _scrape(client)
+    before = _scrape(metrics_client)
 
     n_good, n_bad = 60, 9
     jobs = [(good_ct, good)] * n_good + [(bad_ct, bad)] * n_bad
@@ -230,9 +251,9 @@ def test_metrics_count_requests_across_workers(
         statuses = list(pool.map(lambda job: _post_fresh_connection(server.url, *job), jobs))
     assert statuses.count(200) == n_good and statuses.count(400) == n_bad
 
-    # Every scrape, whichever worker answers it, shows the sum over all workers.
+    # Every scrape shows the sum over all workers.
     for _ in range(4):
-        with httpx.Client(base_url=server.url, timeout=30) as fresh:
+        with httpx.Client(base_url=server.metrics_url, timeout=30) as fresh:
             after = _scrape(fresh)
 
         def delta(name: str, after: Any = after, **labels: str) -> float:
@@ -245,7 +266,7 @@ def test_metrics_count_requests_across_workers(
         assert delta("model_prediction_rows_total") == 7 * n_good
         assert metric(after, "model_requests_in_flight") == 0
         # /metrics scrapes are not counted
-        assert metric(after, "model_requests_total", route="/metrics", status="200") == 0
+        assert not [k for k in after if ("route", "/metrics") in k[1]]
 
     # Both workers served some of them: each wrote its own samples file.
     from prometheus_client.multiprocess import MultiProcessCollector
@@ -264,10 +285,10 @@ def test_metrics_count_requests_across_workers(
     assert all(v > 0 for v in per_worker.values()), per_worker
 
 
-def test_metric_names_types_and_identity(client: httpx.Client) -> None:
+def test_metric_names_types_and_identity(client: httpx.Client, metrics_client: httpx.Client) -> None:
     client.get("/ping")
     client.get("/no/such/path")
-    text = client.get("/metrics").text
+    text = metrics_client.get("/metrics").text
     types = {line.split()[2]: line.split()[3] for line in text.splitlines() if line.startswith("# TYPE ")}
     assert types["model_requests_total"] == "counter"
     assert types["model_prediction_rows_total"] == "counter"
@@ -275,6 +296,7 @@ def test_metric_names_types_and_identity(client: httpx.Client) -> None:
     assert types["model_requests_in_flight"] == "gauge"
     assert types["model_load_seconds"] == "gauge"
     assert types["model_info"] == "gauge"
+    assert types["model_connections_dropped_total"] == "counter"
     samples = parse_metrics(text)
     assert metric(samples, "model_info", name="iris", version="3") == 1
     assert metric(samples, "model_load_seconds") > 0

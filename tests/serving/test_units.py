@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import socket
 
 import numpy as np
@@ -22,11 +23,91 @@ def test_defaults_from_nothing() -> None:
     settings = parse_settings([], env={})
     assert settings.model_uri == "/opt/model"
     assert settings.port == 8080
+    assert settings.metrics_port == 9090
     assert settings.host == "0.0.0.0"
     assert settings.workers is None  # -> cgroup CPU limit
     assert settings.timeout == 60
     assert settings.keepalive == 75
+    assert settings.header_timeout == 10
+    assert settings.drain_seconds == 5
+    assert settings.max_body_bytes == 6 * 1024 * 1024
+    assert settings.max_json_depth == 64
+    assert settings.max_connections == 1000
+    assert settings.download_timeout == 60
+    assert (settings.docs, settings.debug, settings.access_log) == (False, False, False)
     assert (settings.model_name, settings.model_version) == ("unknown", "unknown")
+
+
+def test_every_limit_from_flags_and_env() -> None:
+    env = {
+        "SERVING_METRICS_PORT": "9191",
+        "SERVING_HEADER_TIMEOUT_SECONDS": "2.5",
+        "SERVING_DRAIN_SECONDS": "0",
+        "SERVING_MAX_BODY_BYTES": "1500000",
+        "SERVING_MAX_JSON_DEPTH": "16",
+        "SERVING_MAX_CONNECTIONS": "50",
+        "SERVING_DOWNLOAD_TIMEOUT_SECONDS": "30",
+        "SERVING_DOCS": "1",
+        "SERVING_DEBUG": "true",
+    }
+    settings = parse_settings([], env=env)
+    assert (settings.metrics_port, settings.header_timeout, settings.drain_seconds) == (9191, 2.5, 0)
+    assert (settings.max_body_bytes, settings.max_json_depth, settings.max_connections) == (1500000, 16, 50)
+    assert (settings.download_timeout, settings.docs, settings.debug) == (30, True, True)
+    flags = ["--metrics-port", "9292", "--max-json-depth", "8", "--drain-seconds", "7"]
+    settings = parse_settings(flags, env=env)
+    assert (settings.metrics_port, settings.max_json_depth, settings.drain_seconds) == (9292, 8, 7)
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"SERVING_WORKERS": "1000000"}, "SERVING_WORKERS=1000000 is out of range"),
+        ({"SERVING_GRACEFUL_TIMEOUT_SECONDS": "-1"}, "SERVING_GRACEFUL_TIMEOUT_SECONDS=-1 is out of range"),
+        ({"SERVING_KEEPALIVE_SECONDS": "0"}, "--keepalive / SERVING_KEEPALIVE_SECONDS must be between 1 and 3600"),
+        ({"SERVING_TIMEOUT_SECONDS": "0"}, "SERVING_TIMEOUT_SECONDS=0 is out of range"),
+        ({"SERVING_HEADER_TIMEOUT_SECONDS": "0"}, "must be between 0.1 and 300"),
+        ({"SERVING_DRAIN_SECONDS": "nan"}, "SERVING_DRAIN_SECONDS=nan is out of range"),
+        ({"SERVING_MAX_BODY_BYTES": "10"}, "SERVING_MAX_BODY_BYTES=10 is out of range"),
+        ({"SERVING_MAX_CONNECTIONS": "0"}, "SERVING_MAX_CONNECTIONS=0 is out of range"),
+        ({"SERVING_MAX_JSON_DEPTH": "100000"}, "SERVING_MAX_JSON_DEPTH=100000 is out of range"),
+        ({"SERVING_METRICS_PORT": "8080"}, "metrics port (8080) must differ from the serving port"),
+        ({"SERVING_DOCS": "maybe"}, "SERVING_DOCS='maybe' is not a boolean"),
+        ({"SERVING_PORT": "-1"}, "SERVING_PORT=-1 is out of range"),
+    ],
+)
+def test_settings_out_of_bounds_stop_with_the_name(env: dict[str, str], message: str) -> None:
+    with pytest.raises(SystemExit, match=re.escape(message)):
+        parse_settings([], env=env)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--workers", "1000000"],
+        ["--graceful-timeout", "-5"],
+        ["--keepalive", "0"],
+        ["--drain-seconds", "301"],
+        ["--max-body-bytes", "1e9"],
+        ["--metrics-port", "8080"],
+    ],
+)
+def test_flags_out_of_bounds_stop(argv: list[str]) -> None:
+    with pytest.raises(SystemExit):
+        parse_settings(argv, env={}, cpus=lambda: 2)
+
+
+def test_workers_are_bounded_by_the_cpus_unless_forced() -> None:
+    assert parse_settings(["--workers", "8"], env={}, cpus=lambda: 2).workers == 8
+    with pytest.raises(SystemExit, match="9 workers for 2 CPU"):
+        parse_settings(["--workers", "9"], env={}, cpus=lambda: 2)
+    with pytest.raises(SystemExit, match="SERVING_FORCE_WORKERS"):
+        parse_settings([], env={"SERVING_WORKERS": "64"}, cpus=lambda: 1)
+    assert parse_settings(["--workers", "64", "--force-workers"], env={}, cpus=lambda: 1).workers == 64
+    assert parse_settings([], env={"SERVING_WORKERS": "64", "SERVING_FORCE_WORKERS": "1"}, cpus=lambda: 1).workers == 64
+    # forced or not, a hard ceiling
+    with pytest.raises(SystemExit):
+        parse_settings(["--workers", "5000", "--force-workers"], env={}, cpus=lambda: 1)
 
 
 def test_sagemaker_serve_positional_and_env() -> None:
@@ -38,7 +119,7 @@ def test_sagemaker_serve_positional_and_env() -> None:
         "MODEL_NAME": "fraud",
         "MODEL_VERSION": "7",
     }
-    settings = parse_settings(["serve"], env=env)
+    settings = parse_settings(["serve"], env=env, cpus=lambda: 2)
     assert settings.model_uri == "/models/m"
     assert settings.port == 9000
     assert settings.workers == 3
@@ -49,7 +130,7 @@ def test_sagemaker_serve_positional_and_env() -> None:
 def test_flags_win_over_env() -> None:
     env = {"MODEL_URI": "/env", "SERVING_PORT": "9000", "SERVING_WORKERS": "3"}
     argv = ["--model-uri", "/flag", "--port", "7000", "--workers", "1", "--timeout", "5"]
-    settings = parse_settings(argv, env=env)
+    settings = parse_settings(argv, env=env, cpus=lambda: 2)
     assert (settings.model_uri, settings.port, settings.workers, settings.timeout) == ("/flag", 7000, 1, 5)
 
 
@@ -88,7 +169,8 @@ def test_model_identity(uri: str, env: dict[str, str], identity: tuple[str, str]
 
 
 def test_settings_round_trip_to_workers() -> None:
-    settings = parse_settings(["--workers", "2", "--timeout", "3"], env={"MODEL_NAME": "m"})
+    argv = ["--workers", "2", "--timeout", "3", "--header-timeout", "1.5", "--docs"]
+    settings = parse_settings(argv, env={"MODEL_NAME": "m"}, cpus=lambda: 2)
     assert Settings.from_json(settings.to_json()) == settings
 
 
@@ -330,3 +412,232 @@ def test_stale_runtime_dirs_of_dead_supervisors_are_removed(tmp_path: os.PathLik
     remove_stale_runtime_dirs(tmp)
     assert not stale.exists()
     assert alive.exists() and other.exists()
+
+
+# -- limits -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "limit", "exceeds"),
+    [
+        (b'{"a": [[1]]}', 3, False),
+        (b'{"a": [[1]]}', 2, True),
+        (b'{"a": "[[[[[[[[[["}', 2, False),  # brackets in strings do not nest
+        (b'{"a": "\\"[[[[[[[[[[", "b": 1}', 2, False),  # nor after an escaped quote
+        (b'{"inputs": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", 64, True),
+        (b"[" * 65 + b"]" * 65, 64, True),
+        (b"[" * 64 + b"]" * 64, 64, False),
+        (b"[[1], [2], [3], [4], [5], [6], [7], [8], [9], [10]]", 2, False),  # many, shallow
+        (b"not json at all", 2, False),
+    ],
+)
+def test_json_depth(body: bytes, limit: int, exceeds: bool) -> None:
+    from serving.limits import json_depth_exceeds
+
+    assert json_depth_exceeds(body, limit) is exceeds
+
+
+def test_error_messages_do_not_echo_the_request() -> None:
+    from serving.limits import MAX_ECHO_CHARS, MAX_MESSAGE_CHARS, bounded_message
+
+    short = "Invalid input. Error: 'x'\nInput: \n{bad}\n"
+    assert bounded_message(short) == short
+    echoed = bounded_message("Invalid input. Error: 'x'\nInput: \n" + "y" * 1_000_000)
+    assert echoed.count("y") == MAX_ECHO_CHARS and echoed.endswith(f"[{1_000_000 - MAX_ECHO_CHARS} more characters]")
+    long = bounded_message("z" * 10_000)
+    assert long.count("z") == MAX_MESSAGE_CHARS and "more characters]" in long
+
+
+# -- model download within a budget -------------------------------------------------------------
+
+
+class _Clock:
+    """A fake monotonic clock advanced by the fake sleep: the retry policy without waiting."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+def test_download_retries_transient_failures_then_succeeds(monkeypatch: pytest.MonkeyPatch) -> None:
+    from serving import download
+
+    clock = _Clock()
+    monkeypatch.setattr(download.time, "monotonic", lambda: clock.now)
+    calls: list[dict[str, str | None]] = []
+
+    def fetch(uri: str, dst: str | None) -> str:
+        calls.append({k: os.environ.get(k) for k in ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_TIMEOUT")})
+        if len(calls) < 4:
+            raise ConnectionError("registry down")
+        return "/tmp/model"
+
+    assert download.download_with_budget("models:/m/1", None, 60, fetch=fetch, sleep=clock.sleep) == "/tmp/model"
+    assert clock.sleeps == [1.0, 2.0, 4.0]  # growing pauses
+    # MLflow's own retries are off during the download, its timeout within the budget
+    assert calls[0] == {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
+    assert "MLFLOW_HTTP_REQUEST_MAX_RETRIES" not in os.environ  # restored afterwards
+
+
+def test_download_gives_up_when_the_budget_is_spent(monkeypatch: pytest.MonkeyPatch) -> None:
+    from serving import download
+
+    clock = _Clock()
+    monkeypatch.setattr(download.time, "monotonic", lambda: clock.now)
+
+    def fetch(uri: str, dst: str | None) -> str:
+        clock.now += 3  # each attempt takes 3 s
+        raise ConnectionError("connection refused")
+
+    with pytest.raises(download.DownloadError, match=r"gave up after \d+ attempt\(s\) in 2\d s .*connection refused"):
+        download.download_with_budget("models:/m/1", None, 20, fetch=fetch, sleep=clock.sleep)
+    assert clock.now <= 20 + 3
+
+
+def test_download_does_not_retry_what_retrying_cannot_fix() -> None:
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST
+
+    from serving import download
+
+    attempts = []
+
+    def fetch(uri: str, dst: str | None) -> str:
+        attempts.append(uri)
+        raise MlflowException("Registered Model with name=m not found", error_code=RESOURCE_DOES_NOT_EXIST)
+
+    with pytest.raises(download.DownloadError, match="not found"):
+        download.download_with_budget("models:/m/1", None, 60, fetch=fetch, sleep=lambda s: None)
+    assert len(attempts) == 1
+
+
+def test_an_attempt_that_hangs_is_abandoned_at_the_deadline() -> None:
+    import threading
+
+    from serving import download
+
+    release = threading.Event()
+
+    def fetch(uri: str, dst: str | None) -> str:
+        release.wait(30)
+        return "late"
+
+    try:
+        with pytest.raises(download.DownloadError, match="still running"):
+            download.download_with_budget("models:/m/1", None, 1, fetch=fetch)
+    finally:
+        release.set()
+
+
+# -- drain primitives (real sockets) -------------------------------------------------------------
+
+
+def test_a_stopped_listener_keeps_its_queue_and_drops_new_connections() -> None:
+    from serving.drain import accept_queue_length, stop_accepting
+
+    listener, clients = _queued_connections(3)
+    try:
+        assert accept_queue_length(listener) == 3
+        assert stop_accepting(listener)
+        with pytest.raises(TimeoutError):  # the SYN goes unanswered
+            socket.create_connection(listener.getsockname()[:2], timeout=0.5)
+        assert accept_queue_length(listener) == 3  # the queued ones are still there ...
+        accepted = [listener.accept()[0] for _ in range(3)]  # ... and can be accepted
+        assert accept_queue_length(listener) == 0
+        for conn, client in zip(accepted, clients, strict=True):
+            client.sendall(b"x")
+            assert conn.recv(1) == b"x"
+            conn.close()
+    finally:
+        for client in clients:
+            client.close()
+        listener.close()
+
+
+def test_drain_flag_is_shared_between_processes(tmp_path: os.PathLike[str]) -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from serving.drain import DrainFlag
+
+    path = Path(tmp_path) / "draining"
+    flag = DrainFlag.create(path)
+    reader = DrainFlag(path)
+    assert not reader.raised
+    flag.raise_()
+    assert reader.raised
+    code = "import sys; from serving.drain import DrainFlag; sys.exit(0 if DrainFlag(sys.argv[1]).raised else 1)"
+    assert subprocess.run([sys.executable, "-c", code, str(path)], timeout=60).returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("cap", "soft", "hard", "expected"),
+    [
+        (1000, 1_048_576, 1_048_576, (None, 1000)),  # plenty
+        (1000, -1, -1, (None, 1000)),  # unlimited
+        (1000, 1024, 1_048_576, (1064, 1000)),  # the soft limit is raised to fit
+        (1000, 1024, -1, (1064, 1000)),
+        (1000, 1024, 1024, (None, 960)),  # the hard limit is too low: the cap comes down
+        (1000, 512, 800, (800, 736)),
+        (10, 20, 20, (None, 1)),
+    ],
+)
+def test_the_connection_cap_fits_the_open_file_limit(
+    cap: int, soft: int, hard: int, expected: tuple[int | None, int]
+) -> None:
+    from serving.worker import fit_connection_cap
+
+    assert fit_connection_cap(cap, soft, hard) == expected
+
+
+# -- the /invocations handler in-process (real model, ASGI messages) --------------------------------
+
+
+def _call_handler(
+    handler: object, body: bytes, headers: list[tuple[bytes, bytes]]
+) -> tuple[int, dict[str, str], bytes]:
+    sent: list[dict[str, object]] = []
+
+    async def receive() -> dict[str, object]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/invocations", "headers": headers}
+    asyncio.run(handler(scope, receive, send))  # type: ignore[operator]
+    start, end = sent
+    response_headers = {k.decode(): v.decode() for k, v in start["headers"]}  # type: ignore[attr-defined]
+    return int(start["status"]), response_headers, end["body"]  # type: ignore[call-overload, return-value]
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_stack_traces_reach_a_body_only_when_debugging(slow_model: str, debug: bool) -> None:
+    import json
+
+    import mlflow.pyfunc
+
+    from serving.invocations import Invocations
+    from serving.metrics import Metrics
+
+    handler = Invocations(
+        mlflow.pyfunc.load_model(slow_model), Metrics(), timeout=30, max_body=1 << 20, max_depth=64, debug=debug
+    )
+    headers = [(b"content-type", b"application/json"), (b"x-request-id", b"r-1")]
+    failing = json.dumps({"dataframe_split": {"columns": ["fail"], "data": [[1]]}}).encode()
+    status, response_headers, body = _call_handler(handler, failing, headers)
+    assert status == 500 and response_headers["x-request-id"] == "r-1"
+    payload = json.loads(body)
+    if debug:
+        assert "ValueError: the model failed on purpose" in payload["stack_trace"]
+    else:
+        assert "stack_trace" not in payload and "Traceback" not in body.decode()
+    # bad input: MLflow attaches a stack trace to some of its 400s; it is dropped the same way
+    status, _, body = _call_handler(handler, b'{"dataframe_split": {"columns": ["x"], "data": "x"}}', headers)
+    assert status == 400
+    assert ("stack_trace" in json.loads(body)) is debug

@@ -1,0 +1,136 @@
+"""The serving runtime's container contract on every target: the metrics port is declared but
+never routed, the drain delay fits each platform, and every target's environment is one the
+runtime accepts (parsed by the runtime's own ``parse_settings``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from components.image import CONTAINER_PORT, METRICS_PORT, SAGEMAKER_MAX_BODY_BYTES
+from components.settings import AzureMlSettings, VertexSettings
+from components.settings import parse_settings as parse_stack
+from modelctl.render import Rendered
+from modelctl.sample import SampleRegistry
+from serving.config import parse_settings as parse_runtime
+from tests.conftest import base_config
+
+DEPLOYMENT = "kubernetes:apps/v1:Deployment"
+SERVICE = "kubernetes:core/v1:Service"
+INGRESS = "kubernetes:networking.k8s.io/v1:Ingress"
+ROUTE = "kubernetes:gateway.networking.k8s.io/v1:HTTPRoute"
+POD_MONITOR = "kubernetes:monitoring.coreos.com/v1:PodMonitor"
+
+
+@pytest.fixture
+def shadowed(render, registry: SampleRegistry) -> Rendered:  # type: ignore[no-untyped-def]
+    """Every routing object at once: a Gateway HTTPRoute with a mirror, an Ingress, monitoring."""
+    k8s = {
+        "router": "gateway",
+        "gateway": {"name": "public", "namespace": "gateway-system"},
+        "ingress": {"host": "fraud.example.com"},
+        "replicas": 2,
+    }
+    cfg = base_config(registry, kubernetes=k8s, monitoring={"enabled": True})
+    cfg["mlflow-deploy:candidate"] = {"version": "2", "strategy": "shadow", "percent": 10}
+    return render(cfg)
+
+
+def _containers(out: Rendered) -> list[dict[str, Any]]:
+    return [d.inputs["spec"]["template"]["spec"]["containers"][0] for d in out.of_type(DEPLOYMENT)]
+
+
+def test_kubernetes_containers_declare_the_metrics_port(shadowed: Rendered) -> None:
+    containers = _containers(shadowed)
+    assert len(containers) == 2
+    for c in containers:
+        ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+        assert ports == {"http": CONTAINER_PORT, "metrics": METRICS_PORT}
+        env = {e["name"]: e["value"] for e in c["env"]}
+        assert env["SERVING_METRICS_PORT"] == str(METRICS_PORT)
+        # the preStop sleep already lets the endpoints drain: no second wait in the runtime
+        assert env["SERVING_DRAIN_SECONDS"] == "0"
+        assert c["lifecycle"]["preStop"]["sleep"]["seconds"] > 0
+        runtime = parse_runtime([], env=env, cpus=lambda: 2)
+        assert (runtime.port, runtime.metrics_port, runtime.drain_seconds) == (CONTAINER_PORT, METRICS_PORT, 0)
+
+
+def test_nothing_that_routes_traffic_reaches_the_metrics_port(shadowed: Rendered) -> None:
+    services = {s.inputs["metadata"]["name"]: s.inputs["spec"] for s in shadowed.of_type(SERVICE)}
+    assert services
+    service_ports: dict[str, dict[Any, Any]] = {}
+    for name, spec in services.items():
+        for port in spec["ports"]:
+            assert port["targetPort"] == "http", (name, port)
+            service_ports.setdefault(name, {})[port["port"]] = port["targetPort"]
+            service_ports[name][port["name"]] = port["targetPort"]
+
+    (ingress,) = shadowed.of_type(INGRESS)
+    for rule in ingress.inputs["spec"]["rules"]:
+        for path in rule["http"]["paths"]:
+            backend = path["backend"]["service"]
+            assert service_ports[backend["name"]][backend["port"]["name"]] == "http"
+
+    (route,) = shadowed.of_type(ROUTE)
+    refs = []
+    for rule in route.inputs["spec"]["rules"]:
+        refs += rule["backendRefs"]
+        refs += [f["requestMirror"]["backendRef"] for f in rule.get("filters", []) if f["type"] == "RequestMirror"]
+    assert len(refs) == 2  # the stable backend and the mirror
+    for ref in refs:
+        assert service_ports[ref["name"]][ref["port"]] == "http"
+
+
+def test_the_pod_monitor_scrapes_the_metrics_port(shadowed: Rendered) -> None:
+    (pm,) = shadowed.of_type(POD_MONITOR)
+    (endpoint,) = pm.inputs["spec"]["podMetricsEndpoints"]
+    assert endpoint["port"] == "metrics" and endpoint["path"] == "/metrics"
+    for c in _containers(shadowed):
+        assert endpoint["port"] in {p["name"] for p in c["ports"]}
+
+
+def _sagemaker_env() -> dict[str, str]:
+    from components.sagemaker import container_environment
+
+    stack = parse_stack(
+        {
+            "mlflow-deploy:model": {"name": "fraud-detector", "version": "7"},
+            "mlflow-deploy:sagemaker": {"region": "us-east-1"},
+        }
+    )
+    assert stack.sagemaker is not None
+    return container_environment("fraud-detector", "7", stack.sagemaker)
+
+
+def _azureml_env() -> dict[str, str]:
+    from components.azureml import environment_variables
+
+    return environment_variables(
+        "fraud-detector", "7", AzureMlSettings(resourceGroup="ml-rg", workspace="ml-ws", location="westeurope")
+    )
+
+
+def _vertex_env() -> dict[str, str]:
+    from components.vertex import container_env
+
+    return container_env("fraud-detector", "7", VertexSettings(project="acme-ml"))
+
+
+@pytest.mark.parametrize("target", ["sagemaker", "azureml", "vertex"])
+def test_cloud_targets_drain_before_they_stop(target: str) -> None:
+    """SageMaker, Azure ML and Vertex AI have no preStop hook: the runtime itself keeps serving
+    with readiness 503 for 5 s after SIGTERM. They route only the serving port; the metrics
+    port is declared in the environment (and the image's EXPOSE) for whoever scrapes it."""
+    env = {"sagemaker": _sagemaker_env, "azureml": _azureml_env, "vertex": _vertex_env}[target]()
+    assert env["SERVING_DRAIN_SECONDS"] == "5"
+    assert env["SERVING_METRICS_PORT"] == str(METRICS_PORT)
+    runtime = parse_runtime([], env=env, cpus=lambda: 2)
+    assert runtime.drain_seconds == 5 and runtime.metrics_port == METRICS_PORT != runtime.port
+
+
+def test_sagemaker_containers_accept_what_sagemaker_lets_through() -> None:
+    runtime = parse_runtime([], env=_sagemaker_env(), cpus=lambda: 2)
+    assert runtime.max_body_bytes == SAGEMAKER_MAX_BODY_BYTES
+    # the other targets keep the runtime's default
+    assert parse_runtime([], env=_vertex_env(), cpus=lambda: 2).max_body_bytes == 6 * 1024 * 1024
