@@ -466,6 +466,8 @@ RULES: dict[str, Rule] = {
         note="The `.spec` forceNew entry is for policy/v1beta1 only; a policy/v1 PDB updates in place."
     ),
     "kubernetes:networking.k8s.io/v1:Ingress": _k8s(),
+    # the `networking.k8s.io` group has no entry in diff.go's forceNew table: metadata only
+    "kubernetes:networking.k8s.io/v1:NetworkPolicy": _k8s(),
     "kubernetes:gateway.networking.k8s.io/v1:HTTPRoute": _k8s(note="A CustomResource: no kind-specific rule."),
     "kubernetes:monitoring.coreos.com/v1:PodMonitor": _k8s(note="A CustomResource: no kind-specific rule."),
     "kubernetes:monitoring.coreos.com/v1:PrometheusRule": _k8s(note="A CustomResource: no kind-specific rule."),

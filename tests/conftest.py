@@ -59,3 +59,27 @@ def render(registry: SampleRegistry, tmp_path: Path) -> Callable[..., Rendered]:
         return run_program(config, stack=stack)
 
     return _render
+
+
+@pytest.fixture
+def requests(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """The raw RegisterResource requests of the renders in a test (resource options such as
+    ignoreChanges and retainOnDelete, dependencies), as the engine receives them."""
+    import modelctl.render as render_mod
+
+    seen: list[Any] = []
+    make = render_mod._make_monitor
+
+    def wrapped(mocks: Any, rendered: Rendered) -> Any:
+        monitor = make(mocks, rendered)
+        register = monitor.RegisterResource
+
+        def capture(request: Any) -> Any:
+            seen.append(request)
+            return register(request)
+
+        monitor.RegisterResource = capture
+        return monitor
+
+    monkeypatch.setattr(render_mod, "_make_monitor", wrapped)
+    return seen

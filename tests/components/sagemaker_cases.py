@@ -62,3 +62,22 @@ def full_config(registry: SampleRegistry) -> dict[str, Any]:
         candidate={"version": "2", "strategy": "canary", "percent": 25},
         monitoring={"enabled": True},
     )
+
+
+def config(**sagemaker: Any) -> dict[str, Any]:
+    """A stack config with the SageMaker target and these ``sagemaker`` keys (for settings tests)."""
+    return {
+        "mlflow-deploy:model": {"name": "fraud-detector", "version": "7"},
+        "mlflow-deploy:sagemaker": {"region": "us-east-1", **sagemaker},
+    }
+
+
+def errors_of(cfg: dict[str, Any]) -> dict[str, str]:
+    """key path -> message of the SettingsError the config raises."""
+    import pytest
+
+    from components.settings import SettingsError, parse_settings
+
+    with pytest.raises(SettingsError) as info:
+        parse_settings(cfg)
+    return dict(info.value.errors)

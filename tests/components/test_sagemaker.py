@@ -24,22 +24,11 @@ from components.sagemaker import (
     sagemaker_image_uri,
 )
 from components.sagemaker_settings import SageMakerAlarmSettings, SageMakerSettings
-from components.settings import AlertThresholds, CandidateSettings, SettingsError, parse_settings
+from components.settings import AlertThresholds, CandidateSettings, parse_settings
+from tests.components.sagemaker_cases import config, errors_of
 
 ECR = "123456789012.dkr.ecr.us-east-1.amazonaws.com/models/fraud"
 
-
-def config(**sagemaker: Any) -> dict[str, Any]:
-    return {
-        "mlflow-deploy:model": {"name": "fraud-detector", "version": "7"},
-        "mlflow-deploy:sagemaker": {"region": "us-east-1", **sagemaker},
-    }
-
-
-def errors_of(cfg: dict[str, Any]) -> dict[str, str]:
-    with pytest.raises(SettingsError) as info:
-        parse_settings(cfg)
-    return dict(info.value.errors)
 
 
 def sm(**keys: Any) -> SageMakerSettings:

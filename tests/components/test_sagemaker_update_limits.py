@@ -18,29 +18,16 @@ from typing import Any
 import pytest
 from ruamel.yaml import YAML
 
-import modelctl.render as render_mod
 from components.sagemaker_settings import PROVIDER_ENDPOINT_WAIT_SECONDS, longest_update_seconds
-from components.settings import SettingsError, parse_settings
-from modelctl.render import Rendered, run_program
+from components.settings import parse_settings
+from modelctl.render import run_program
 from modelctl.sample import SampleRegistry
-from tests.components.sagemaker_cases import sm_config
+from tests.components.sagemaker_cases import config, errors_of, sm_config
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = "aws:sagemaker/model:Model"
 CONFIG = "aws:sagemaker/endpointConfiguration:EndpointConfiguration"
 
-
-def config(**sagemaker: Any) -> dict[str, Any]:
-    return {
-        "mlflow-deploy:model": {"name": "fraud-detector", "version": "7"},
-        "mlflow-deploy:sagemaker": {"region": "us-east-1", **sagemaker},
-    }
-
-
-def errors_of(cfg: dict[str, Any]) -> dict[str, str]:
-    with pytest.raises(SettingsError) as info:
-        parse_settings(cfg)
-    return dict(info.value.errors)
 
 
 # --------------------------------------------------------------------------- update length
@@ -130,25 +117,6 @@ def test_the_deploy_workflow_outlasts_the_longest_update_the_settings_allow() ->
 # --------------------------------------------------------------------------- silent rollback
 
 
-@pytest.fixture
-def requests(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
-    """The raw RegisterResource requests (resource options such as retainOnDelete)."""
-    seen: list[Any] = []
-    make = render_mod._make_monitor
-
-    def wrapped(mocks: Any, rendered: Rendered) -> Any:
-        monitor = make(mocks, rendered)
-        register = monitor.RegisterResource
-
-        def capture(request: Any) -> Any:
-            seen.append(request)
-            return register(request)
-
-        monitor.RegisterResource = capture
-        return monitor
-
-    monkeypatch.setattr(render_mod, "_make_monitor", wrapped)
-    return seen
 
 
 @pytest.mark.parametrize("retain", [True, False])

@@ -25,15 +25,28 @@ POD_MONITOR = "kubernetes:monitoring.coreos.com/v1:PodMonitor"
 
 @pytest.fixture
 def shadowed(render, registry: SampleRegistry) -> Rendered:  # type: ignore[no-untyped-def]
-    """Every routing object at once: a Gateway HTTPRoute with a mirror, an Ingress, monitoring."""
+    """The gateway router's entry: an HTTPRoute with a mirror, and monitoring."""
     k8s = {
         "router": "gateway",
         "gateway": {"name": "public", "namespace": "gateway-system"},
-        "ingress": {"host": "fraud.example.com"},
         "replicas": 2,
     }
     cfg = base_config(registry, kubernetes=k8s, monitoring={"enabled": True})
     cfg["mlflow-deploy:candidate"] = {"version": "2", "strategy": "shadow", "percent": 10}
+    return render(cfg)
+
+
+@pytest.fixture
+def ingressed(render, registry: SampleRegistry) -> Rendered:  # type: ignore[no-untyped-def]
+    """The service router's entries: an Ingress and a LoadBalancer-free Service, with a canary."""
+    k8s = {
+        "router": "service",
+        "ingress": {"host": "fraud.example.com"},
+        "networkPolicy": {"entryNamespaces": ["ingress-nginx"]},
+        "replicas": 2,
+    }
+    cfg = base_config(registry, kubernetes=k8s, monitoring={"enabled": True})
+    cfg["mlflow-deploy:candidate"] = {"version": "2", "strategy": "canary", "percent": 10}
     return render(cfg)
 
 
@@ -56,21 +69,31 @@ def test_kubernetes_containers_declare_the_metrics_port(shadowed: Rendered) -> N
         assert (runtime.port, runtime.metrics_port, runtime.drain_seconds) == (CONTAINER_PORT, METRICS_PORT, 0)
 
 
-def test_nothing_that_routes_traffic_reaches_the_metrics_port(shadowed: Rendered) -> None:
-    services = {s.inputs["metadata"]["name"]: s.inputs["spec"] for s in shadowed.of_type(SERVICE)}
+def service_ports(out: Rendered) -> dict[str, dict[Any, Any]]:
+    """Service name -> its ports (by number and name) -> the target port; every one is ``http``."""
+    services = {s.inputs["metadata"]["name"]: s.inputs["spec"] for s in out.of_type(SERVICE)}
     assert services
-    service_ports: dict[str, dict[Any, Any]] = {}
+    ports: dict[str, dict[Any, Any]] = {}
     for name, spec in services.items():
         for port in spec["ports"]:
             assert port["targetPort"] == "http", (name, port)
-            service_ports.setdefault(name, {})[port["port"]] = port["targetPort"]
-            service_ports[name][port["name"]] = port["targetPort"]
+            ports.setdefault(name, {})[port["port"]] = port["targetPort"]
+            ports[name][port["name"]] = port["targetPort"]
+    return ports
 
-    (ingress,) = shadowed.of_type(INGRESS)
+
+def test_an_ingress_never_reaches_the_metrics_port(ingressed: Rendered) -> None:
+    ports = service_ports(ingressed)
+    (ingress,) = ingressed.of_type(INGRESS)
     for rule in ingress.inputs["spec"]["rules"]:
         for path in rule["http"]["paths"]:
             backend = path["backend"]["service"]
-            assert service_ports[backend["name"]][backend["port"]["name"]] == "http"
+            assert ports[backend["name"]][backend["port"]["name"]] == "http"
+
+
+def test_nothing_that_routes_traffic_reaches_the_metrics_port(shadowed: Rendered) -> None:
+    ports = service_ports(shadowed)
+    assert not shadowed.of_type(INGRESS)
 
     (route,) = shadowed.of_type(ROUTE)
     refs = []
@@ -79,7 +102,7 @@ def test_nothing_that_routes_traffic_reaches_the_metrics_port(shadowed: Rendered
         refs += [f["requestMirror"]["backendRef"] for f in rule.get("filters", []) if f["type"] == "RequestMirror"]
     assert len(refs) == 2  # the stable backend and the mirror
     for ref in refs:
-        assert service_ports[ref["name"]][ref["port"]] == "http"
+        assert ports[ref["name"]][ref["port"]] == "http"
 
 
 def test_the_pod_monitor_scrapes_the_metrics_port(shadowed: Rendered) -> None:

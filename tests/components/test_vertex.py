@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 
-import modelctl.render as render_mod
 from components.settings import SettingsError
 from components.vertex_provider import ModelDeploymentProvider, TrafficSplitProvider
 from modelctl.render import Declared, Rendered
@@ -45,25 +44,6 @@ def split(out: Rendered) -> dict[str, int]:
     return {by_id[i]: pct for i, pct in traffic.items()}
 
 
-@pytest.fixture
-def requests(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
-    """The raw RegisterResource requests (options such as ignoreChanges and dependencies)."""
-    seen: list[Any] = []
-    make = render_mod._make_monitor
-
-    def wrapped(mocks: Any, rendered: Rendered) -> Any:
-        monitor = make(mocks, rendered)
-        register = monitor.RegisterResource
-
-        def capture(request: Any) -> Any:
-            seen.append(request)
-            return register(request)
-
-        monitor.RegisterResource = capture
-        return monitor
-
-    monkeypatch.setattr(render_mod, "_make_monitor", wrapped)
-    return seen
 
 
 @pytest.fixture

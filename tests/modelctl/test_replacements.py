@@ -48,8 +48,16 @@ def prod_config(registry: SampleRegistry, candidate: dict[str, Any] | None) -> d
 def every_option(registry: SampleRegistry) -> dict[str, Any]:
     """The prod example with the options that declare further types switched on."""
     cfg = prod_config(registry, CANDIDATES["canary"])
-    cfg["mlflow-deploy:kubernetes"].update(
-        createNamespace=True, kubeContext="prod", ingress={"host": "fraud.example.com"}
+    # an Ingress is an entry of the service router only (with the gateway router the HTTPRoute is
+    # the one entry point)
+    k8s = cfg["mlflow-deploy:kubernetes"]
+    k8s.pop("gateway", None)
+    k8s.update(
+        router="service",
+        createNamespace=True,
+        kubeContext="prod",
+        ingress={"host": "fraud.example.com"},
+        networkPolicy={"entryNamespaces": ["ingress-nginx"]},
     )
     cfg["mlflow-deploy:monitoring"]["installStack"] = True
     cfg["mlflow-deploy:vertex"]["enableApis"] = True
