@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -152,15 +153,33 @@ class BuildContext:
 
 
 def content_hash(root: Path) -> str:
-    """sha256 over every file's relative path and bytes, in sorted order (no mtimes, no abs paths)."""
+    """sha256 over every file's relative path, mode and bytes, in sorted order (no mtimes, no
+    absolute paths). The mode counts because the docker-build provider's own context hash counts
+    it (pulumi/pulumi-docker-build provider/internal/context.go hashFile): a context whose modes
+    differ is a rebuild there, so it must be a different tag here."""
     h = hashlib.sha256()
     for p in sorted(root.rglob("*")):
         if p.is_file() and "__pycache__" not in p.parts:
             h.update(p.relative_to(root).as_posix().encode())
             h.update(b"\0")
+            h.update(oct(stat.S_IMODE(p.stat().st_mode)).encode())
+            h.update(b"\0")
             h.update(p.read_bytes())
             h.update(b"\0")
     return h.hexdigest()
+
+
+def normalize_modes(root: Path) -> None:
+    """Folders 0755, files 0644 (0755 where the owner may execute): the same context, and so the
+    same docker-build context hash and image, whatever the umask of the machine running Pulumi
+    (a laptop's 002 and CI's 022 would otherwise rebuild every image and roll every version)."""
+    for p in [root, *root.rglob("*")]:
+        if p.is_symlink():
+            continue
+        if p.is_dir():
+            p.chmod(0o755)
+        else:
+            p.chmod(0o755 if p.stat().st_mode & stat.S_IXUSR else 0o644)
 
 
 def write_build_context(model: ResolvedModel, dst: Path, base_image: str) -> BuildContext:
@@ -175,6 +194,7 @@ def write_build_context(model: ResolvedModel, dst: Path, base_image: str) -> Bui
     (dst / "requirements.txt").write_text("\n".join(image_requirements(model)) + "\n")
     (dst / "Dockerfile").write_text(dockerfile(base_image))
     (dst / ".dockerignore").write_text("**/__pycache__\n**/*.pyc\n")
+    normalize_modes(dst)
     return BuildContext(path=dst, content_hash=content_hash(dst), dockerfile=dst / "Dockerfile")
 
 

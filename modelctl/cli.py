@@ -173,7 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
         dest="from_file",
         type=Path,
         metavar="FILE",
-        help="the stack file before the edit (default: Pulumi.<stack>.yaml as committed at HEAD)",
+        help="the stack file before the edit (default: Pulumi.<stack>.yaml as committed at HEAD; "
+        "'none': a new stack, everything is a create)",
     )
     p.add_argument(
         "--to",

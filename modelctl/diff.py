@@ -21,6 +21,7 @@ Kubernetes Deployment whose pod template changes rolls its pods. :func:`restarts
 from __future__ import annotations
 
 import base64
+import copy
 import json
 import re
 import subprocess
@@ -36,6 +37,17 @@ from modelctl.replacements import replacements, rule_for
 
 COMPUTED = "<computed>"
 """Stands for an input whose value comes from a replaced resource (unknown until it exists)."""
+NEW_STACK = "none"
+"""``--from none``: the stack does not exist yet; everything it declares is a create."""
+SCOPE = (
+    "(config against config, both rendered by this checkout's program and the registry as it is now: "
+    "a change of the program, the serving runtime or a moved alias since the last `up` is not shown)"
+)
+OUTPUTS_CHANGE_ON_UPDATE = frozenset({"docker-build:index:Image"})
+"""Types whose in-place update gives new outputs, like a replacement does: a docker-build Image's
+update is a rebuild and push (pulumi/pulumi-docker-build provider/internal/image.go: Update calls
+Create), so its ``ref``/``digest`` change and whatever names the image (a Deployment's pod
+template, a SageMaker Model, an Azure ML environment) changes with it."""
 DYNAMIC_TYPE = "pulumi-python:dynamic:Resource"
 PROVIDER_PREFIX = "pulumi:providers:"
 ACTIONS = ("create", "replace", "update", "delete")
@@ -118,6 +130,68 @@ def changed_paths(old: Any, new: Any, prefix: str = "") -> list[str]:
     return [] if old == new else [prefix or "."]
 
 
+_TOKEN = re.compile(r'([^.\[\]]+)|\[(\d+|\*|"(?:[^"\\]|\\.)*")\]')
+
+
+def path_tokens(path: str) -> list[str | int]:
+    """``a.b[0]["x.y"][*]`` -> ``["a", "b", 0, "x.y", "*"]`` (Pulumi's property path syntax)."""
+    out: list[str | int] = []
+    for name, index in _TOKEN.findall(path):
+        if name:
+            out.append(name)
+        elif index.isdigit():
+            out.append(int(index))
+        elif index == "*":
+            out.append("*")
+        else:
+            out.append(index[1:-1].replace('\\"', '"'))
+    return out
+
+
+def restore_ignored(old: Any, new: Any, paths: Sequence[str]) -> Any:
+    """``new`` with the value ``old`` has at each ignored path (absent where ``old`` has none), as
+    the engine does for ``ignoreChanges`` before it asks the provider to diff. List indices are
+    exact; ``[*]`` matches every element."""
+    result = copy.deepcopy(new)
+    for path in paths:
+        result = _restore(old, result, path_tokens(path))
+    return result
+
+
+_MISSING = object()
+
+
+def _restore(old: Any, new: Any, tokens: list[str | int]) -> Any:
+    if not tokens:
+        return new if old is _MISSING else copy.deepcopy(old)
+    head, rest = tokens[0], tokens[1:]
+    if head == "*":
+        if not isinstance(new, list):
+            return new
+        olds = old if isinstance(old, list) else []
+        return [_restore(olds[i] if i < len(olds) else _MISSING, v, rest) for i, v in enumerate(new)]
+    if isinstance(head, int):
+        if not isinstance(new, list) or head >= len(new):
+            return new
+        olds = old if isinstance(old, list) else []
+        out = list(new)
+        out[head] = _restore(olds[head] if head < len(olds) else _MISSING, new[head], rest)
+        return out
+    if not isinstance(new, dict):
+        return new
+    out_d = dict(new)
+    old_value = old.get(head, _MISSING) if isinstance(old, dict) else _MISSING
+    if not rest:
+        if old_value is _MISSING:
+            out_d.pop(head, None)
+        else:
+            out_d[head] = copy.deepcopy(old_value)
+        return out_d
+    if head in new:
+        out_d[head] = _restore(old_value, new[head], rest)
+    return out_d
+
+
 def strip_indices(path: str) -> str:
     return _INDEX.sub("", path)
 
@@ -146,7 +220,12 @@ def _dynamic_diff(old: Declared, new: Declared, news: dict[str, Any]) -> tuple[l
     olds = {k: v for k, v in old.inputs.items() if k != "__provider"}
     news = {k: v for k, v in news.items() if k != "__provider"}
     result = provider.diff(f"{old.name}-id", olds, news)
-    changed = sorted({*(result.replaces or []), *changed_top_level(olds, news)}) if result.changes else []
+    # changes=None is "unknown": the engine then diffs the inputs itself
+    # (pulumi/dynamic/__main__.py passes DiffResult.changes through as DIFF_UNKNOWN)
+    if result.changes is None or result.changes:
+        changed = sorted({*(result.replaces or []), *changed_top_level(olds, news)})
+    else:
+        changed = []
     return changed, list(result.replaces or []), bool(result.delete_before_replace)
 
 
@@ -168,16 +247,21 @@ def classify(
 
     ignore = [str(p) for p in new.options.get("ignoreChanges", [])]
     news = dict(new.inputs)
-    from_replaced: list[str] = []
     for prop, urns in new.property_deps.items():
-        gone = [replaced[u].name for u in urns if u in replaced]
-        if gone and prop in news:
+        if prop in news and any(u in replaced for u in urns):
             news[prop] = COMPUTED
-            from_replaced.append(prop)
+    # ignoreChanges: the engine sends the old value of an ignored path to the provider's diff
+    news = restore_ignored(old.inputs, news, ignore)
 
     # A resource goes with its explicit provider when that provider is replaced.
-    prov = next((c for c in replaced.values() if new.provider and c.name == new.provider and
-                 c.type.startswith(PROVIDER_PREFIX)), None)
+    prov = next(
+        (
+            c
+            for c in replaced.values()
+            if new.provider and c.name == new.provider and c.type.startswith(PROVIDER_PREFIX) and c.action == "replace"
+        ),
+        None,
+    )
     prov_rule = rule_for(prov.type) if prov is not None else None
     if prov is not None and not (prov_rule is not None and new.type in prov_rule.cascade_exempt):
         return change("replace", ["<provider>"], f"its provider {prov.name} is replaced")
@@ -186,7 +270,6 @@ def classify(
 
     if new.type == DYNAMIC_TYPE:
         changed, replaces, dbr = _dynamic_diff(old, new, news)
-        changed = [p for p in changed if not any(under(p, i) for i in ignore)]
         if not changed:
             return None
         replaces = [p for p in replaces if p in changed]
@@ -195,7 +278,6 @@ def classify(
         return change("update", changed)
 
     paths = changed_paths(old.inputs, news)
-    paths = [p for p in paths if not any(under(p, i) for i in ignore)]
     if not paths:
         return None
     rule = rule_for(new.type)
@@ -267,7 +349,7 @@ def diff_renders(old: Rendered, new: Rendered) -> StackDiff:
         if change is None:
             result.unchanged += 1
             continue
-        if change.action == "replace":
+        if change.action == "replace" or (change.action == "update" and r.type in OUTPUTS_CHANGE_ON_UPDATE):
             replaced[r.urn] = change
         result.changes.append(change)
     for urn in sorted(set(olds) - set(news)):
@@ -364,14 +446,16 @@ def diff_command(
 
     root = project or PROJECT_ROOT
     with tempfile.TemporaryDirectory(prefix="modelctl-diff-") as tmp:
+        new_stack = from_file is not None and from_file.name == NEW_STACK
         old_path = from_file or committed_stack_file(stack, root, Path(tmp) / f"Pulumi.{stack}.yaml")
         new_path = to_file or stack_file(stack, root)
-        old = render_stack(stack, old_path, root)
+        old = Rendered() if new_stack else render_stack(stack, old_path, root)
         new = render_stack(stack, new_path, root)
     result = diff_renders(old, new)
     if as_json:
         print(json.dumps([c.as_json() for c in result.changes], indent=2))
     else:
-        print(f"stack {stack}: {old_path} -> {new_path}")
+        print(f"stack {stack}: {'(a new stack)' if new_stack else old_path} -> {new_path}")
+        print(SCOPE)
         print(format_text(result))
     return 0

@@ -284,9 +284,17 @@ def run_program(
     pulumi.runtime.set_mocks(mocks, project=NAMESPACE, stack=stack, preview=False, monitor=monitor)
     # set_mocks made a root Stack of its own; run_in_stack makes the one exports land on
     rt_settings.ROOT.set(None)
+    # A secure value is masked in a stack file read here ("[secret]"): the registry token is not
+    # handed to the program then (MLflow would send the mask), MLFLOW_TRACKING_TOKEN from the
+    # environment is used instead, as the program does when the key is absent.
+    config = {
+        k: v for k, v in config.items() if not (k.endswith("mlflowTrackingToken") and v == SECRET_PLACEHOLDER)
+    }
     pulumi.runtime.set_all_config(config_for_runtime(config))
 
-    saved_env = {k: os.environ.get(k) for k in (env or {})}
+    # what the program sets in the environment (the registry token) is undone after it, so one
+    # render never leaks into the next
+    saved_env = {k: os.environ.get(k) for k in {*(env or {}), "MLFLOW_TRACKING_TOKEN"}}
     os.environ.update(env or {})
     root = str(program.parent.resolve())
     added = root not in sys.path

@@ -105,3 +105,25 @@ def test_built_mode_without_repository_fails_naming_the_key(render, registry: Sa
     # with every live version prebuilt, no repository is needed
     cfg["mlflow-deploy:image"]["uris"]["2"] = "ghcr.io/acme/fraud:2"
     assert render(cfg).of_type("docker-build:index:Image") == []
+
+
+def test_the_context_is_the_same_whatever_the_umask(registry: SampleRegistry, tmp_path: Path) -> None:
+    """docker-build hashes file modes; a laptop (umask 002) and CI (022) must build the same
+    context, or every `up` from the other machine rebuilds every image and rolls every version."""
+    import os
+    import stat
+
+    contexts = []
+    for umask in (0o022, 0o002, 0o077):
+        previous = os.umask(umask)
+        try:
+            _, ctx = _context(registry, "1", tmp_path / f"ctx-{umask:o}")
+        finally:
+            os.umask(previous)
+        modes = {
+            p.relative_to(ctx.path).as_posix(): stat.S_IMODE(p.stat().st_mode) for p in ctx.path.rglob("*")
+        }
+        contexts.append((ctx.content_hash, modes))
+    assert contexts[0] == contexts[1] == contexts[2]
+    assert contexts[0][1]["requirements.txt"] == 0o644
+    assert contexts[0][1]["serving"] == 0o755

@@ -176,6 +176,13 @@ def check_transition(diff: StackDiff, before: dict[str, Any], after: dict[str, A
             problems.append(f"v{v} serves before and after, but {c.type} {c.name} is updated: {list(c.paths)}")
         if c.type in ENDPOINT_TYPES and c.action in ("replace", "delete"):
             problems.append(f"the endpoint {c.type} {c.name} is {c.action}d: {c.reason}")
+        if c.type in ENDPOINT_TYPES and c.action == "update" and c.type != SM_ENDPOINT and restarts(c):
+            problems.append(f"the endpoint {c.name} is updated in a way that restarts it: {restarts(c)}")
+        # SageMaker's one expected update: a new endpoint config, deployed blue/green by SageMaker
+        # itself (a new fleet, traffic shifted under the alarms); diff must say so
+        sm_update = c.type == SM_ENDPOINT and c.action == "update"
+        if sm_update and (c.paths != ("endpointConfigName",) or "blue/green" not in (restarts(c) or "")):
+            problems.append(f"the SageMaker endpoint is updated beyond its config name: {list(c.paths)}")
         entry_service = c.type == "kubernetes:core/v1:Service" and version_of(c.name) is None
         if entry_service and "preview" not in c.name and c.action in ("replace", "delete"):
             problems.append(f"the entry Service {c.name} is {c.action}d: {c.reason}")

@@ -156,3 +156,65 @@ def test_a_replaced_provider_replaces_what_it_manages_except_its_global_types() 
     assert change is not None and change.action == "replace" and "provider aws" in change.reason
     role = declared("aws:iam/role:Role", "r", {"tags": {}}, provider="aws")
     assert classify(role, role, replaced) is None
+
+
+def test_ignore_changes_restores_the_old_value_before_the_replacement_rules() -> None:
+    """The engine hands the provider the old value of an ignored path: an ignored `name` edit
+    plus a tag edit is a tag update, not a (delete-first) replacement."""
+    ep = "aws:sagemaker/endpoint:Endpoint"
+    old = declared(ep, "e", {"name": "fraud", "tags": {"a": "1"}})
+    new = declared(ep, "e", {"name": "fraud-2", "tags": {"a": "2"}}, options={"ignoreChanges": ["name"]})
+    change = classify(old, new, {})
+    assert change is not None and change.action == "update" and change.paths == ("tags.a",)
+
+
+def test_ignore_changes_list_indices_are_exact_and_star_matches_all() -> None:
+    dep = "kubernetes:apps/v1:Deployment"
+    containers = {"spec": {"template": {"spec": {"containers": [{"image": "a:1"}, {"image": "b:1"}]}}}}
+    both = {"spec": {"template": {"spec": {"containers": [{"image": "a:2"}, {"image": "b:2"}]}}}}
+    old = declared(dep, "d", containers)
+    first = declared(dep, "d", both, options={"ignoreChanges": ["spec.template.spec.containers[0].image"]})
+    change = classify(old, first, {})
+    assert change is not None and change.paths == ("spec.template.spec.containers[1].image",)
+    star = declared(dep, "d", both, options={"ignoreChanges": ["spec.template.spec.containers[*].image"]})
+    assert classify(old, star, {}) is None
+
+
+def test_an_image_rebuild_changes_what_runs_it() -> None:
+    """An updated docker-build Image is rebuilt and pushed (new digest): a SageMaker Model naming
+    it is replaced, as it would be by the real engine."""
+    from modelctl.diff import diff_renders
+    from modelctl.render import Rendered
+
+    image_urn = "urn::docker-build:index:Image::img"
+    img_old = declared("docker-build:index:Image", "img", {"platforms": ["linux/amd64"], "tags": ["r:v1"]})
+    img_new = declared("docker-build:index:Image", "img", {"platforms": ["linux/arm64"], "tags": ["r:v1"]})
+    model = declared("aws:sagemaker/model:Model", "m", {"primaryContainer": {"image": "r:v1@sha256:1"}},
+                     property_deps={"primaryContainer": [image_urn]})
+    diff = diff_renders(Rendered(resources=[img_old, model]), Rendered(resources=[img_new, model]))
+    assert diff.find("img") is not None and diff.find("img").action == "update"  # type: ignore[union-attr]
+    m = diff.find("m")
+    assert m is not None and m.action == "replace" and "primaryContainer" in m.reason
+
+
+def test_a_new_stack_is_all_creates(registry: SampleRegistry, tmp_path: Path) -> None:
+    b = stack_file(registry, tmp_path / "b.yaml", None)
+    proc = modelctl("diff", "--stack", "prod", "--from", "none", "--to", str(b), "--json")
+    assert proc.returncode == 0, proc.stderr
+    changes = json.loads(proc.stdout)
+    assert changes and {c["action"] for c in changes} == {"create"}
+
+
+def test_a_masked_registry_token_is_not_sent_and_a_render_leaks_no_token(registry: SampleRegistry) -> None:
+    import os
+
+    from modelctl.render import SECRET_PLACEHOLDER, run_program
+    from tests.conftest import base_config
+
+    before = os.environ.get("MLFLOW_TRACKING_TOKEN")
+    masked = {**base_config(registry), "mlflow-deploy:mlflowTrackingToken": SECRET_PLACEHOLDER}
+    run_program(masked)
+    assert os.environ.get("MLFLOW_TRACKING_TOKEN") == before
+    real = {**base_config(registry), "mlflow-deploy:mlflowTrackingToken": "t0ken"}
+    run_program(real)
+    assert os.environ.get("MLFLOW_TRACKING_TOKEN") == before  # set for that render only
