@@ -6,7 +6,7 @@
     modelctl promote  --stack prod --finish
     modelctl rollback --stack prod [--to 7]
     modelctl status   --stack prod
-    modelctl diff     --stack prod [--from A.yaml] [--to B.yaml] [--json]
+    modelctl diff     --stack prod [--from A.yaml | --from-ref REV] [--to B.yaml] [--json]
 
 (``python -m modelctl ...`` is the same.) modelctl works on the project in --project-dir, else
 the nearest folder at or above the working directory holding Pulumi.yaml, and runs there, as
@@ -183,6 +183,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="the stack file after the edit (default: the working copy of Pulumi.<stack>.yaml)",
     )
+    p.add_argument(
+        "--from-ref",
+        metavar="REV",
+        help="the before side is the stack file AND the program as committed at REV (a git commit, branch "
+        "or tag): code and serving-runtime changes since REV show too (what a PR check wants)",
+    )
     p.add_argument("--json", action="store_true", help='print [{"type", "name", "action", "paths", ...}, ...]')
 
     p = _subparser(sub, "status", "stable, candidate, strategy, percent and what the registry says")
@@ -262,7 +268,9 @@ def _dispatch(args: argparse.Namespace, project: Path) -> int:
     if args.command == "diff":
         from modelctl.diff import diff_command
 
-        return diff_command(args.stack, args.from_file, args.to_file, as_json=args.json, project=project)
+        return diff_command(
+            args.stack, args.from_file, args.to_file, as_json=args.json, project=project, from_ref=args.from_ref
+        )
     if args.command == "status":
         from modelctl.stackops import status
 

@@ -23,8 +23,10 @@ from __future__ import annotations
 import base64
 import copy
 import json
+import os
 import re
 import subprocess
+import tarfile
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -41,7 +43,12 @@ NEW_STACK = "none"
 """``--from none``: the stack does not exist yet; everything it declares is a create."""
 SCOPE = (
     "(config against config, both rendered by this checkout's program and the registry as it is now: "
-    "a change of the program, the serving runtime or a moved alias since the last `up` is not shown)"
+    "a change of the program or the serving runtime is not shown; --from-ref REV compares with the "
+    "program at REV too)"
+)
+SCOPE_REF = (
+    "(the stack file and program at the base commit against this checkout's: code and serving-runtime "
+    "changes included; aliases resolve in the registry as it is now)"
 )
 OUTPUTS_CHANGE_ON_UPDATE = frozenset({"docker-build:index:Image"})
 """Types whose in-place update gives new outputs, like a replacement does: a docker-build Image's
@@ -370,7 +377,9 @@ def restarts(change: ResourceChange) -> str | None:
         return f"{change.action}s {change.name}"
     if change.action != "update":
         return None
-    if change.type == "kubernetes:apps/v1:Deployment" and any(under(p, "spec.template") for p in change.paths):
+    if change.type == "kubernetes:apps/v1:Deployment" and any(
+        under(p, "spec.template") or under("spec.template", p) for p in change.paths
+    ):
         return "rolls the Deployment's pods (pod template changed)"
     if change.type == "aws:sagemaker/endpoint:Endpoint" and any(
         under(p, "endpointConfigName") for p in change.paths
@@ -437,25 +446,103 @@ def committed_stack_file(stack: str, root: Path, dest: Path) -> Path:
     return dest
 
 
+_RENDER_AT_REF = r"""
+import dataclasses, json, sys
+sys.path.insert(0, sys.argv[1])
+from modelctl.render import read_stack_config, run_program
+rendered = run_program(read_stack_config(__import__("pathlib").Path(sys.argv[3])), stack=sys.argv[2],
+                       program=__import__("pathlib").Path(sys.argv[1]) / "__main__.py")
+fields = ("type", "name", "parent", "inputs", "custom", "urn", "depends_on", "provider", "property_deps",
+          "options", "dynamic_provider")
+json.dump([{f: getattr(r, f, None) for f in fields} for r in rendered.resources], open(sys.argv[4], "w"))
+"""
+
+
+def render_at_ref(stack: str, ref: str, root: Path, tmp: Path) -> tuple[Rendered, str]:
+    """Render the stack as committed at ``ref`` with the program as committed at ``ref`` (a
+    checkout of that commit, run in its own interpreter): what a stack last deployed from ``ref``
+    declared, code and serving runtime included. Returns the render and the commit's short id."""
+    import sys
+
+    def git(*args: str) -> subprocess.CompletedProcess[str]:
+        try:
+            return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=120)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise CommandError(f"git {args[0]} failed ({exc})") from exc
+
+    rev = git("rev-parse", "--verify", "--short", f"{ref}^{{commit}}")
+    if rev.returncode != 0:
+        raise CommandError(f"--from-ref {ref}: not a commit in {root}")
+    commit = rev.stdout.strip()
+    checkout = tmp / f"at-{commit}"
+    checkout.mkdir(parents=True)
+    tar = tmp / f"{commit}.tar"
+    archive = git("archive", "--format=tar", "-o", str(tar), commit)
+    if archive.returncode != 0:
+        raise CommandError(f"--from-ref {ref}: cannot check out {commit} ({archive.stderr.strip()})")
+    with tarfile.open(tar) as fh:
+        fh.extractall(checkout, filter="data")
+    stack_path = checkout / f"Pulumi.{stack}.yaml"
+    if not stack_path.is_file():
+        raise CommandError(f"--from-ref {ref}: no Pulumi.{stack}.yaml at {commit}")
+    out = tmp / "at-ref.json"
+    # run in the project folder (relative registry paths mean what they mean to `pulumi up`), with
+    # the commit's code first on the path and its image build contexts in the temp folder
+    env = {**os.environ, "MLFLOW_DEPLOY_BUILD_DIR": str(tmp / "build")}
+    proc = subprocess.run(
+        [sys.executable, "-c", _RENDER_AT_REF, str(checkout), stack, str(stack_path), str(out)],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    if proc.returncode != 0:
+        lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
+        why = lines[-1] if lines else f"exit {proc.returncode}"
+        raise CommandError(f"--from-ref {ref}: the program at {commit} did not render: {why}")
+    data = json.loads(out.read_text())
+    resources = [
+        Declared(**{k: v for k, v in d.items() if v is not None or k in ("parent", "provider", "dynamic_provider")})
+        for d in data
+    ]
+    return Rendered(resources=resources), commit
+
+
 def diff_command(
-    stack: str, from_file: Path | None, to_file: Path | None, *, as_json: bool, project: Path | None = None
+    stack: str,
+    from_file: Path | None,
+    to_file: Path | None,
+    *,
+    as_json: bool,
+    project: Path | None = None,
+    from_ref: str | None = None,
 ) -> int:
-    """``modelctl diff``: render both stack files and print what ``pulumi up`` would do."""
+    """``modelctl diff``: render both sides and print what ``pulumi up`` would do."""
     from modelctl.commands import render_stack
     from modelctl.render import PROJECT_ROOT, stack_file
 
     root = project or PROJECT_ROOT
+    if from_ref is not None and from_file is not None:
+        raise CommandError("--from and --from-ref name the same side: give one")
     with tempfile.TemporaryDirectory(prefix="modelctl-diff-") as tmp:
         new_stack = from_file is not None and from_file.name == NEW_STACK
-        old_path = from_file or committed_stack_file(stack, root, Path(tmp) / f"Pulumi.{stack}.yaml")
         new_path = to_file or stack_file(stack, root)
-        old = Rendered() if new_stack else render_stack(stack, old_path, root)
+        if from_ref is not None:
+            old, commit = render_at_ref(stack, from_ref, root, Path(tmp))
+            old_label = f"{from_ref} ({commit}: its stack file and program)"
+            scope = SCOPE_REF
+        else:
+            old_path = from_file or committed_stack_file(stack, root, Path(tmp) / f"Pulumi.{stack}.yaml")
+            old = Rendered() if new_stack else render_stack(stack, old_path, root)
+            old_label = "(a new stack)" if new_stack else str(old_path)
+            scope = SCOPE
         new = render_stack(stack, new_path, root)
     result = diff_renders(old, new)
     if as_json:
         print(json.dumps([c.as_json() for c in result.changes], indent=2))
     else:
-        print(f"stack {stack}: {'(a new stack)' if new_stack else old_path} -> {new_path}")
-        print(SCOPE)
+        print(f"stack {stack}: {old_label} -> {new_path}")
+        print(scope)
         print(format_text(result))
     return 0

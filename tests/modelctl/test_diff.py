@@ -218,3 +218,48 @@ def test_a_masked_registry_token_is_not_sent_and_a_render_leaks_no_token(registr
     real = {**base_config(registry), "mlflow-deploy:mlflowTrackingToken": "t0ken"}
     run_program(real)
     assert os.environ.get("MLFLOW_TRACKING_TOKEN") == before  # set for that render only
+
+
+@pytest.mark.slow
+def test_from_ref_shows_a_serving_runtime_change_that_rolls_the_stable_version(
+    registry: SampleRegistry, tmp_path: Path
+) -> None:
+    """Config against config cannot see a code change; --from-ref renders the base commit's own
+    program: a change under serving/ rebuilds the stable image and rolls its pods."""
+    proj = tmp_path / "proj"
+    subprocess.run(["git", "clone", "-q", str(ROOT), str(proj)], check=True)
+    git = ["git", "-C", str(proj), "-c", "user.email=t@e", "-c", "user.name=t"]
+    stack = {
+        "config": {
+            "mlflow-deploy:mlflow": {"trackingUri": registry.tracking_uri},
+            "mlflow-deploy:model": {"name": registry.name, "version": "1"},
+            "mlflow-deploy:image": {"repository": "registry.example.com/models"},
+            "mlflow-deploy:kubernetes": {"namespace": "models", "replicas": 2},
+        }
+    }
+    YAML().dump(stack, proj / "Pulumi.t.yaml")
+    subprocess.run([*git, "add", "Pulumi.t.yaml"], check=True)
+    subprocess.run([*git, "commit", "-qm", "stack t"], check=True)
+
+    def diff(*args: str) -> list[dict[str, Any]]:
+        proc = subprocess.run(
+            [sys.executable, "-m", "modelctl", "diff", "--stack", "t", "--json", *args],
+            cwd=proj, capture_output=True, text=True, timeout=600, env=dict(os.environ),
+        )
+        assert proc.returncode == 0, proc.stderr
+        return json.loads(proc.stdout)
+
+    assert diff("--from-ref", "HEAD") == []  # the same commit: nothing to do
+    with (proj / "serving" / "__init__.py").open("a") as fh:
+        fh.write("# a change of the serving runtime\n")
+    subprocess.run([*git, "commit", "-qam", "serving change"], check=True)
+    assert diff() == [], "config against config: blind to the code change (the documented scope)"
+    changes = {c["name"]: c for c in diff("--from-ref", "HEAD~1")}
+    assert changes["fraud-detector-v1"]["action"] == "update"  # the stable Deployment
+    assert any(p.startswith("spec") for p in changes["fraud-detector-v1"]["paths"])
+    assert "k8s-fraud-detector-v1" in changes  # its image is rebuilt
+    bad = subprocess.run(
+        [sys.executable, "-m", "modelctl", "diff", "--stack", "t", "--from-ref", "no-such-ref"],
+        cwd=proj, capture_output=True, text=True, timeout=120,
+    )
+    assert bad.returncode == 1 and "not a commit" in bad.stderr and "Traceback" not in bad.stderr
