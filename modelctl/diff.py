@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import dataclasses
 import json
 import os
 import re
@@ -77,6 +78,9 @@ class ResourceChange:
     urn: str = ""
     source: str = ""
     """``replace`` by a provider rule: where that rule was read (:mod:`modelctl.replacements`)."""
+    identity: tuple[str, ...] = field(default=(), compare=False, repr=False)
+    """Output values that a replacement (or a rebuild) changes: where a dependent's input holds
+    one, that input changes too."""
 
     def as_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"type": self.type, "name": self.name, "action": self.action, "paths": list(self.paths)}
@@ -236,6 +240,40 @@ def _dynamic_diff(old: Declared, new: Declared, news: dict[str, Any]) -> tuple[l
     return changed, list(result.replaces or []), bool(result.delete_before_replace)
 
 
+MIN_IDENTITY = 6
+"""Shorter output strings ("1", "true", a region) would match unrelated inputs."""
+
+
+def identity_strings(d: Declared) -> tuple[str, ...]:
+    """The values a replacement or a rebuild of ``d`` gives anew: its id, the outputs the provider
+    computes (those that are not one of its inputs: ARNs, auto-names, URLs) and, for an image,
+    the references it is pushed as (the real ``ref`` is ``<tag>@sha256:<new digest>``)."""
+    inputs = {json.dumps(v, sort_keys=True) for v in d.inputs.values()}
+    out = {str(v) for k, v in d.outputs.items() if isinstance(v, str) and (k == "id" or json.dumps(v) not in inputs)}
+    if d.type in OUTPUTS_CHANGE_ON_UPDATE:
+        out |= {t for t in d.inputs.get("tags") or [] if isinstance(t, str)}
+    return tuple(sorted(s for s in out if len(s) >= MIN_IDENTITY))
+
+
+def mark_computed(value: Any, identity: Sequence[str]) -> Any:
+    """``value`` with every string that holds one of ``identity`` made ``<computed>``; the whole
+    value when none does (the dependency reaches it some other way: assume all of it changes)."""
+    hits = [False]
+
+    def walk(v: Any) -> Any:
+        if isinstance(v, dict):
+            return {k: walk(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [walk(x) for x in v]
+        if isinstance(v, str) and any(i in v for i in identity):
+            hits[0] = True
+            return COMPUTED
+        return v
+
+    marked = walk(value)
+    return marked if hits[0] else COMPUTED
+
+
 def changed_top_level(olds: Mapping[str, Any], news: Mapping[str, Any]) -> list[str]:
     return [k for k in sorted(set(olds) | set(news)) if olds.get(k) != news.get(k)]
 
@@ -255,8 +293,9 @@ def classify(
     ignore = [str(p) for p in new.options.get("ignoreChanges", [])]
     news = dict(new.inputs)
     for prop, urns in new.property_deps.items():
-        if prop in news and any(u in replaced for u in urns):
-            news[prop] = COMPUTED
+        renewed = [replaced[u] for u in urns if u in replaced]
+        if prop in news and renewed:
+            news[prop] = mark_computed(news[prop], [s for c in renewed for s in c.identity])
     # ignoreChanges: the engine sends the old value of an ignored path to the provider's diff
     news = restore_ignored(old.inputs, news, ignore)
 
@@ -357,7 +396,7 @@ def diff_renders(old: Rendered, new: Rendered) -> StackDiff:
             result.unchanged += 1
             continue
         if change.action == "replace" or (change.action == "update" and r.type in OUTPUTS_CHANGE_ON_UPDATE):
-            replaced[r.urn] = change
+            replaced[r.urn] = dataclasses.replace(change, identity=identity_strings(olds[r.urn]))
         result.changes.append(change)
     for urn in sorted(set(olds) - set(news)):
         d = olds[urn]
@@ -487,8 +526,10 @@ def render_at_ref(stack: str, ref: str, root: Path, tmp: Path) -> tuple[Rendered
         raise CommandError(f"--from-ref {ref}: no Pulumi.{stack}.yaml at {commit}")
     out = tmp / "at-ref.json"
     # run in the project folder (relative registry paths mean what they mean to `pulumi up`), with
-    # the commit's code first on the path and its image build contexts in the temp folder
-    env = {**os.environ, "MLFLOW_DEPLOY_BUILD_DIR": str(tmp / "build")}
+    # the commit's code first on the path
+    # the same build folder as this checkout's render (the context's location is an input of the
+    # image: another folder would be an image update that `up` would not make)
+    env = {**os.environ, "MLFLOW_DEPLOY_BUILD_DIR": os.environ.get("MLFLOW_DEPLOY_BUILD_DIR", str(root / "build"))}
     proc = subprocess.run(
         [sys.executable, "-c", _RENDER_AT_REF, str(checkout), stack, str(stack_path), str(out)],
         cwd=root,

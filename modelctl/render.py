@@ -58,6 +58,9 @@ class Declared:
     dynamic_provider: str | None = None
     """A dynamic resource's serialized provider (``__provider``, masked in ``inputs``): what
     ``modelctl diff`` asks for the provider's own ``diff``. Never written out."""
+    outputs: dict[str, Any] = field(default_factory=dict)
+    """The state the mocks gave it (inputs plus the made-up ARNs, names, URLs), and ``id``: what
+    a resource that refers to it reads. Never written out."""
 
     def as_json(self) -> dict[str, Any]:
         return {"type": self.type, "name": self.name, "parent": self.parent, "inputs": self.inputs}
@@ -156,6 +159,15 @@ def _name_of(urn: str) -> str | None:
     return urn.split("::")[-1]
 
 
+def _outputs(resp: Any) -> dict[str, Any]:
+    from pulumi.runtime import rpc
+
+    state = rpc.deserialize_properties(resp.object, keep_unknowns=True, keep_internal=False)
+    out = {k: v for k, v in _plain(state).items() if k != "__provider"}
+    out["id"] = resp.id
+    return out
+
+
 def _dynamic_provider(inputs: Mapping[str, Any]) -> str | None:
     from pulumi.runtime import rpc
 
@@ -220,6 +232,7 @@ def _make_monitor(mocks: Any, rendered: Rendered) -> Any:
                         },
                         options=_options(request),
                         dynamic_provider=_dynamic_provider(inputs),
+                        outputs=_outputs(resp),
                     )
                 )
             return resp
