@@ -396,7 +396,8 @@ def diff_renders(old: Rendered, new: Rendered) -> StackDiff:
             result.unchanged += 1
             continue
         if change.action == "replace" or (change.action == "update" and r.type in OUTPUTS_CHANGE_ON_UPDATE):
-            replaced[r.urn] = dataclasses.replace(change, identity=identity_strings(olds[r.urn]))
+            identity = {*identity_strings(olds[r.urn]), *identity_strings(r)}
+            replaced[r.urn] = dataclasses.replace(change, identity=tuple(sorted(identity)))
         result.changes.append(change)
     for urn in sorted(set(olds) - set(news)):
         d = olds[urn]

@@ -255,7 +255,7 @@ def test_from_ref_shows_a_serving_runtime_change_that_rolls_the_stable_version(
     subprocess.run([*git, "commit", "-qam", "serving change"], check=True)
     assert diff() == [], "config against config: blind to the code change (the documented scope)"
     changes = {c["name"]: c for c in diff("--from-ref", "HEAD~1")}
-    assert changes["fraud-detector-v1"]["action"] == "update"  # the stable Deployment
+    assert changes["fraud-detector-v1"]["action"] == "update", changes["fraud-detector-v1"]  # the stable Deployment
     assert any(p.startswith("spec") for p in changes["fraud-detector-v1"]["paths"])
     assert "k8s-fraud-detector-v1" in changes  # its image is rebuilt
     bad = subprocess.run(
