@@ -226,7 +226,12 @@ def test_rollback_touches_routing_only(
 
     def of_version(out: Rendered, version: str) -> dict[str, dict[str, Any]]:
         prefix = f"azureml-fraud-detector-v{version}"
-        return {r.name: r.inputs for r in out.resources if r.name == prefix or r.name.startswith(prefix + "-")}
+        # custom resources only: the version's ModelImage component shares its deployment's name
+        return {
+            r.name: r.inputs
+            for r in out.resources
+            if r.custom and (r.name == prefix or r.name.startswith(prefix + "-"))
+        }
 
     stable_before, stable_after = of_version(with_candidate, "1"), of_version(without, "1")
     assert {n.rsplit("-", 1)[-1] for n in stable_after} >= {"v1", "env", "autoscale"}

@@ -126,8 +126,8 @@ def test_service_router_refuses_shadow(registry) -> None:  # type: ignore[no-unt
 
 def changed(a: Rendered, b: Rendered) -> tuple[set[str], set[str], set[str]]:
     """(changed, only in a, only in b) resource names between two renders."""
-    ra = {r.name: r for r in a.resources}
-    rb = {r.name: r for r in b.resources}
+    ra = {r.name: r for r in a.resources if r.custom}  # a component may share a child's name
+    rb = {r.name: r for r in b.resources if r.custom}
     diff = {n for n in ra.keys() & rb.keys() if ra[n].inputs != rb[n].inputs}
     return diff, ra.keys() - rb.keys(), rb.keys() - ra.keys()
 
