@@ -50,6 +50,8 @@ def cases(tracking_uri: str) -> dict[str, tuple[str, dict[str, Any]]]:
 
     private = copy.deepcopy(prod)
     private[f"{NS}:vertex"]["network"] = "projects/123456789012/global/networks/ml-vpc"
+    # a VPC-peered private endpoint holds one deployed model: the program refuses a candidate there
+    private.pop(f"{NS}:candidate")
 
     # Kubernetes only: a public LoadBalancer (allowed explicitly), no limits, a prebuilt image by
     # a mutable tag. Each is a setting the program accepts; the policy pack is what stops it.
