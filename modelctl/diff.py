@@ -577,7 +577,7 @@ def diff_command(
         else:
             old_path = from_file or committed_stack_file(stack, root, Path(tmp) / f"Pulumi.{stack}.yaml")
             old = Rendered() if new_stack else render_stack(stack, old_path, root)
-            old_label = "(a new stack)" if new_stack else str(old_path)
+            old_label = "(a new stack)" if new_stack else str(from_file or f"HEAD:Pulumi.{stack}.yaml")
             scope = SCOPE
         new = render_stack(stack, new_path, root)
     result = diff_renders(old, new)
