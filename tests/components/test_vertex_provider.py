@@ -35,17 +35,6 @@ def props(version: str, cfg: VertexSettings = CFG, image: str | None = None) -> 
     return deployment_inputs("fraud-detector", version, image or IMAGE.format(v=version), cfg)
 
 
-@pytest.fixture
-def fake() -> FakeVertex:
-    f = FakeVertex()
-    f.add_endpoint("fraud-detector")
-    return f
-
-
-@pytest.fixture
-def deployer(fake: FakeVertex) -> ModelDeploymentProvider:
-    return ModelDeploymentProvider(api_factory=lambda region: fake)
-
 
 @pytest.fixture
 def router(fake: FakeVertex) -> TrafficSplitProvider:

@@ -54,17 +54,6 @@ def up(provider: Any, id_: str, state: dict[str, Any], news: dict[str, Any]) -> 
     return id_, provider.update(id_, state, news).outs or {}
 
 
-@pytest.fixture
-def fake() -> FakeVertex:
-    f = FakeVertex()
-    f.add_endpoint("fraud-detector")
-    return f
-
-
-@pytest.fixture
-def deployer(fake: FakeVertex) -> ModelDeploymentProvider:
-    return ModelDeploymentProvider(api_factory=lambda region: fake)
-
 
 def _changed(value: Any) -> Any:
     """A different value of the same kind."""

@@ -16,11 +16,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
+import pytest
+
 from components.vertex_provider import (
     NEW_DEPLOYED_MODEL,
     DeployedModelState,
     DeploySpec,
     EndpointState,
+    ModelDeploymentProvider,
     ModelSpec,
     ModelState,
 )
@@ -201,3 +204,17 @@ class FakeVertex:
             raise FakeVertexError("400 traffic split is not supported for a private endpoint")
         self._check_split(ep, traffic_split)
         ep.split = dict(traffic_split)
+
+
+@pytest.fixture
+def fake() -> FakeVertex:
+    """A fake Vertex AI with the endpoint ``fraud-detector``."""
+    f = FakeVertex()
+    f.add_endpoint("fraud-detector")
+    return f
+
+
+@pytest.fixture
+def deployer(fake: FakeVertex) -> ModelDeploymentProvider:
+    """The real deployment provider, talking to the fake."""
+    return ModelDeploymentProvider(api_factory=lambda region: fake)

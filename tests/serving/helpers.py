@@ -6,7 +6,10 @@ import contextlib
 import os
 import re
 import signal
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 _SAMPLE = re.compile(r"^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>[^}]*)\})?\s+(?P<value>\S+)$")
 _LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
@@ -44,3 +47,25 @@ def children_of(pid: int) -> list[int]:
 def kill_quietly(pid: int) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
+
+
+WAIT = 60.0
+"""Upper bound for any state of a server under test to be reached."""
+
+
+def wait_until(condition: Callable[[], Any], what: str, timeout: float = WAIT) -> Any:
+    """Poll ``condition`` until it returns something truthy (returned), or fail naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def frame(**columns: list[Any]) -> dict[str, Any]:
+    """A ``dataframe_split`` request body from column lists."""
+    rows = [list(r) for r in zip(*columns.values(), strict=True)]
+    return {"dataframe_split": {"columns": list(columns), "data": rows}}

@@ -21,27 +21,12 @@ import pytest
 from serving.invocations import MODEL_FAILED
 from serving.local import LocalServer
 from tests.serving.conftest import SERVER_ENV
-from tests.serving.helpers import metric, parse_metrics
+from tests.serving.helpers import WAIT, frame, metric, parse_metrics, wait_until
 
-WAIT = 60.0
 HEADER_TIMEOUT = 1.0
 TIMEOUT = 3
 
 
-def wait_until(condition: Callable[[], Any], what: str, timeout: float = WAIT) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
-def frame(**columns: list[Any]) -> dict[str, Any]:
-    rows = [list(r) for r in zip(*columns.values(), strict=True)]
-    return {"dataframe_split": {"columns": list(columns), "data": rows}}
 
 
 def address(url: str) -> tuple[str, int]:

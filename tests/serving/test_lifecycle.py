@@ -24,26 +24,7 @@ import pytest
 
 from serving.local import LocalServer, ServerError, run_local
 from tests.serving.conftest import SERVER_ENV, IrisModel
-from tests.serving.helpers import children_of, kill_quietly, metric, parse_metrics
-
-WAIT = 60.0  # upper bound for any state to be reached
-
-
-def wait_until(condition: Callable[[], Any], what: str, timeout: float = WAIT) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
-def frame(**columns: list[Any]) -> dict[str, Any]:
-    names = list(columns)
-    rows = [list(r) for r in zip(*columns.values(), strict=True)]
-    return {"dataframe_split": {"columns": names, "data": rows}}
+from tests.serving.helpers import WAIT, children_of, frame, kill_quietly, metric, parse_metrics, wait_until
 
 
 def scrape(metrics_url: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
