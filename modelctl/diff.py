@@ -36,7 +36,7 @@ from typing import Any
 
 from modelctl.cli import CommandError
 from modelctl.render import Declared, Rendered
-from modelctl.replacements import replacements, rule_for
+from modelctl.replacements import changed_paths, replacements, rule_for
 
 COMPUTED = "<computed>"
 """Stands for an input whose value comes from a replaced resource (unknown until it exists)."""
@@ -113,32 +113,6 @@ class StackDiff:
 
 
 # --------------------------------------------------------------------------- paths
-
-
-def changed_paths(old: Any, new: Any, prefix: str = "") -> list[str]:
-    """The leaf paths where two input values differ (``a.b[2].c``); a key or list element
-    present on one side only is a change at its own path."""
-    if isinstance(old, Mapping) and isinstance(new, Mapping):
-        out: list[str] = []
-        for key in sorted(set(old) | set(new), key=str):
-            sub = f"{prefix}.{key}" if prefix else str(key)
-            if key not in old or key not in new:
-                if old.get(key) is None and new.get(key) is None:
-                    continue  # absent and null are the same input to the engine
-                out.append(sub)
-            else:
-                out.extend(changed_paths(old[key], new[key], sub))
-        return out
-    if isinstance(old, list) and isinstance(new, list):
-        out = []
-        for i in range(max(len(old), len(new))):
-            sub = f"{prefix}[{i}]"
-            if i >= len(old) or i >= len(new):
-                out.append(sub)
-            else:
-                out.extend(changed_paths(old[i], new[i], sub))
-        return out
-    return [] if old == new else [prefix or "."]
 
 
 _TOKEN = re.compile(r'([^.\[\]]+)|\[(\d+|\*|"(?:[^"\\]|\\.)*")\]')

@@ -610,6 +610,8 @@ def changed_paths(old: Any, new: Any, _path: tuple[str | int, ...] = ()) -> list
         out: list[str] = []
         for k in sorted(set(old) | set(new)):
             if k not in old or k not in new:
+                if old.get(k) is None and new.get(k) is None:
+                    continue  # absent and null are the same input to the engine
                 out.append(_fmt((*_path, k)))
             else:
                 out.extend(changed_paths(old[k], new[k], (*_path, k)))
