@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from serving.capture import Capture
 from serving.config import Settings
 from serving.download import DownloadError, download_with_budget, one_line
 from serving.invocations import Invocations, count_rows
@@ -153,6 +154,16 @@ class ServingApp:
         self._settled: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         metrics.info.labels(name=settings.model_name, version=settings.model_version).set(1)
+        self.capture: Capture | None = None
+        if settings.capture_url and settings.capture_sample > 0:
+            self.capture = Capture(
+                settings.capture_url,
+                settings.capture_sample,
+                settings.capture_queue,
+                settings.model_name,
+                settings.model_version,
+                metrics,
+            )
         self._model_identity = {"name": settings.model_name, "version": settings.model_version}
 
     # -- loading -----------------------------------------------------------------------------
@@ -205,6 +216,7 @@ class ServingApp:
                 max_depth=settings.max_json_depth,
                 debug=settings.debug,
                 closing=self.state.closing,
+                capture=self.capture,
             )
         except DownloadError as exc:
             self._fail(exc, str(exc), runtime_dir, trace=False)
@@ -293,9 +305,7 @@ class ServingApp:
             message = "model failed to load"
         else:
             message = "model is loading"
-        return _json_response(
-            503, {"error_code": "TEMPORARILY_UNAVAILABLE", "message": message}, self.state.closing()
-        )
+        return _json_response(503, {"error_code": "TEMPORARILY_UNAVAILABLE", "message": message}, self.state.closing())
 
     def _not_allowed(self, allow: bytes) -> Response:
         status, headers, body = _json_response(405, {"detail": "Method Not Allowed"}, self.state.closing())
@@ -319,8 +329,12 @@ class ServingApp:
                 if self.loaded.is_set() or self._error is not None:
                     self._settled.set()
                 self.start_loading()
+                if self.capture is not None:
+                    self.capture.start()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                if self.capture is not None:
+                    await self.capture.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
@@ -334,4 +348,9 @@ def build_app(
 ) -> tuple[ASGIApp, ServingApp]:
     """(the ASGI app to serve, the ServingApp inside it)."""
     serving_app = ServingApp(settings, metrics or Metrics(), on_fatal=on_fatal, loader=loader, state=state)
-    return MetricsMiddleware(serving_app, serving_app.metrics), serving_app
+    app: ASGIApp = MetricsMiddleware(serving_app, serving_app.metrics)
+    if settings.access_log == "json":
+        from serving.accesslog import JsonAccessLog
+
+        app = JsonAccessLog(app, settings.model_name, settings.model_version)
+    return app, serving_app
