@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import gc
 import json
 import logging
 import os
@@ -228,6 +229,12 @@ class ServingApp:
         self.metrics.load_seconds.set(seconds)
         self._docs_app = docs_app if settings.docs else None
         self._invocations = invocations
+        # Everything loaded so far (MLflow, pandas, the model: ~160k objects) lives as long as
+        # the process: out of the collector's way, so a full collection walks only what requests
+        # allocate (~90 ms -> well under 1 ms here). Without it, objects that outlive a few
+        # collections (captured requests waiting in serving.capture's queue) trigger full
+        # collections that stall the event loop for the whole walk.
+        gc.freeze()
         self.loaded.set()
         logger.info("model %s loaded in %.2f s", settings.model_uri, seconds)
 
