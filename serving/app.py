@@ -312,7 +312,9 @@ class ServingApp:
             message = "model failed to load"
         else:
             message = "model is loading"
-        return _json_response(503, {"error_code": "TEMPORARILY_UNAVAILABLE", "message": message}, self.state.closing())
+        return _json_response(
+            503, {"error_code": "TEMPORARILY_UNAVAILABLE", "message": message}, self.state.closing()
+        )
 
     def _not_allowed(self, allow: bytes) -> Response:
         status, headers, body = _json_response(405, {"detail": "Method Not Allowed"}, self.state.closing())
