@@ -3,6 +3,7 @@
     python bench/serving.py                  # the whole table, ~2-3 minutes
     python bench/serving.py --duration 10    # longer runs, steadier numbers
     python bench/serving.py --client python  # without wrk (slower client: lower ceilings)
+    python bench/serving.py --only capture   # just payload capture: off vs sample 1.0
 
 Same model (LogisticRegression on iris, saved with ``mlflow.sklearn.save_model``), same payloads
 (``dataframe_split`` JSON with 1 and 100 rows), same machine, one after the other:
@@ -22,6 +23,11 @@ warm-up run) before it is measured; a run's connections are opened when it start
 The ``conns/worker`` column shows how the C connections of a run were spread over the worker
 processes (``ss`` sampled mid-run): with keep-alive a connection stays on the worker that
 accepted it, so an uneven split caps a 2-worker server below 2x.
+
+Payload capture (``serving.capture``): the runtime with capture off, then with
+``SERVING_CAPTURE_URL`` pointing at a loopback receiver in this process (``http.server``, answers
+204) and ``SERVING_CAPTURE_SAMPLE=1`` (every request captured), same payloads and load, printed
+side by side with the records the receiver got and the drops the runtime counted.
 """
 
 from __future__ import annotations
@@ -228,17 +234,70 @@ def mlflow_serve(model: str, workers: int, log: Path) -> Iterator[tuple[str, int
 
 
 @contextlib.contextmanager
-def our_serve(model: str, workers: int, log: Path) -> Iterator[tuple[str, int]]:
+def our_serve(
+    model: str, workers: int, log: Path, env: dict[str, str] | None = None, seen: dict[str, float] | None = None
+) -> Iterator[tuple[str, int]]:
+    """``seen``: filled with the capture counters from /metrics just before the server stops."""
     from serving.local import LocalServer
 
     with open(log, "wb") as out:
-        server = LocalServer(model, workers=workers, env={"SERVING_LOG_LEVEL": "info"}, stdout=out, stderr=out)
+        server = LocalServer(
+            model, workers=workers, env={"SERVING_LOG_LEVEL": "info", **(env or {})}, stdout=out, stderr=out
+        )
         server.start(startup_timeout=180)
     try:
         wait_log(log, "loaded in", workers, time.monotonic() + 180)
         yield server.url, server.pid
     finally:
+        if seen is not None:
+            time.sleep(2.0)  # the senders flush at least every second
+            seen.update(capture_counters(server.metrics_url))
         server.stop()
+
+
+def capture_counters(metrics_url: str) -> dict[str, float]:
+    import urllib.request
+
+    with urllib.request.urlopen(f"{metrics_url}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    counters = {"records": 0.0, "dropped": 0.0}
+    for line in text.splitlines():
+        if line.startswith("model_capture_records_total"):
+            counters["records"] += float(line.split()[-1])
+        elif line.startswith("model_capture_dropped_total"):
+            counters["dropped"] += float(line.split()[-1])
+    return counters
+
+
+class CaptureReceiver:
+    """A loopback receiver for captured records: counts the JSON lines, answers 204."""
+
+    def __init__(self) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.lines = 0
+        lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # http.server's naming
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                with lock:
+                    receiver.lines += body.count(b"\n")
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1/capture"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
 
 
 def _stop_group(proc: subprocess.Popen[bytes]) -> None:
@@ -340,6 +399,48 @@ def bench_in_process(model_path: str, payloads: dict[int, bytes], args: argparse
     return results
 
 
+def bench_capture(model: str, payloads: dict[int, bytes], args: argparse.Namespace, tmp: Path) -> list[Result]:
+    """The runtime with capture off, then on at sample 1.0 to a loopback receiver."""
+    import functools
+
+    results: list[Result] = []
+    for workers in args.workers:
+        results += bench_server("ours", our_serve, model, workers, payloads, args, tmp)
+        receiver = CaptureReceiver()
+        seen: dict[str, float] = {}
+        env = {"SERVING_CAPTURE_URL": receiver.url, "SERVING_CAPTURE_SAMPLE": "1"}
+        try:
+            serve = functools.partial(our_serve, env=env, seen=seen)
+            captured = bench_server("ours + capture", serve, model, workers, payloads, args, tmp)
+        finally:
+            receiver.close()
+        note = f"receiver got {receiver.lines}; sent {seen.get('records', 0):.0f}, dropped {seen.get('dropped', 0):.0f}"
+        for result in captured:
+            result.notes.append(note)
+        results += captured
+    return results
+
+
+def render_capture(results: list[Result]) -> str:
+    off = {(r.workers, r.rows, r.concurrency): r for r in results if r.server == "ours"}
+    lines = [
+        "| workers | rows | conc | off req/s | capture req/s | capture / off | off p50 / p99 ms "
+        "| capture p50 / p99 ms | errors |",
+        "|---:|---:|---:|---:|---:|---:|---|---|---:|",
+    ]
+    notes: list[str] = []
+    for r in results:
+        if r.server != "ours + capture" or (r.workers, r.rows, r.concurrency) not in off:
+            continue
+        base = off[(r.workers, r.rows, r.concurrency)]
+        lines.append(
+            f"| {r.workers} | {r.rows} | {r.concurrency} | {base.rps:.0f} | {r.rps:.0f} | {r.rps / base.rps:.2f}x "
+            f"| {base.p50_ms:.2f} / {base.p99_ms:.2f} | {r.p50_ms:.2f} / {r.p99_ms:.2f} | {base.errors + r.errors} |"
+        )
+        notes += [f"--workers {r.workers}: {n}" for n in r.notes if f"--workers {r.workers}: {n}" not in notes]
+    return "\n".join(lines + [""] + [f"capture (whole server run, warm-up included): {n}" for n in notes])
+
+
 def render(results: list[Result]) -> str:
     base = {(r.workers, r.rows, r.concurrency): r.rps for r in results if r.server == "mlflow models serve"}
     lines = [
@@ -366,6 +467,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=lambda s: [int(x) for x in s.split(",")], default=[1, 8])
     parser.add_argument("--client", choices=["auto", "wrk", "python"], default="auto")
     parser.add_argument("--skip-mlflow", action="store_true", help="only in-process and ours")
+    parser.add_argument(
+        "--only", choices=["all", "capture"], default="all", help="capture: only the payload capture comparison"
+    )
     args = parser.parse_args(argv)
     if args.client == "auto":
         args.client = "wrk" if shutil.which("wrk") else "python"
@@ -377,14 +481,21 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-serving-") as tmpdir:
         tmp = Path(tmpdir)
         model, payloads = make_model(tmp)
-        results = bench_in_process(model, payloads, args)
-        for workers in args.workers:
-            if not args.skip_mlflow:
-                results += bench_server("mlflow models serve", mlflow_serve, model, workers, payloads, args, tmp)
-            results += bench_server("ours", our_serve, model, workers, payloads, args, tmp)
+        results: list[Result] = []
+        if args.only == "all":
+            results = bench_in_process(model, payloads, args)
+            for workers in args.workers:
+                if not args.skip_mlflow:
+                    results += bench_server("mlflow models serve", mlflow_serve, model, workers, payloads, args, tmp)
+                results += bench_server("ours", our_serve, model, workers, payloads, args, tmp)
+        capture = bench_capture(model, payloads, args, tmp)
     order = {"in-process": 0, "mlflow models serve": 1, "ours": 2}
     results.sort(key=lambda r: (r.rows, r.concurrency, r.workers or 0, order[r.server]))
-    print(render(results))
+    if results:
+        print(render(results))
+        print()
+    print("Payload capture, sample 1.0 to a loopback receiver, vs off (same run):\n")
+    print(render_capture(capture))
     print(
         f"\nclient: {args.client}; {args.duration:.0f} s per run; {os.cpu_count()} CPUs; "
         f"took {time.monotonic() - started:.0f} s"

@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import gc
 import json
 import logging
 import os
@@ -36,6 +37,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from serving.capture import Capture
 from serving.config import Settings
 from serving.download import DownloadError, download_with_budget, one_line
 from serving.invocations import Invocations, count_rows
@@ -153,6 +155,16 @@ class ServingApp:
         self._settled: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         metrics.info.labels(name=settings.model_name, version=settings.model_version).set(1)
+        self.capture: Capture | None = None
+        if settings.capture_url and settings.capture_sample > 0:
+            self.capture = Capture(
+                settings.capture_url,
+                settings.capture_sample,
+                settings.capture_queue,
+                settings.model_name,
+                settings.model_version,
+                metrics,
+            )
         self._model_identity = {"name": settings.model_name, "version": settings.model_version}
 
     # -- loading -----------------------------------------------------------------------------
@@ -205,6 +217,7 @@ class ServingApp:
                 max_depth=settings.max_json_depth,
                 debug=settings.debug,
                 closing=self.state.closing,
+                capture=self.capture,
             )
         except DownloadError as exc:
             self._fail(exc, str(exc), runtime_dir, trace=False)
@@ -216,6 +229,12 @@ class ServingApp:
         self.metrics.load_seconds.set(seconds)
         self._docs_app = docs_app if settings.docs else None
         self._invocations = invocations
+        # Everything loaded so far (MLflow, pandas, the model: ~160k objects) lives as long as
+        # the process: out of the collector's way, so a full collection walks only what requests
+        # allocate (~90 ms -> well under 1 ms here). Without it, objects that outlive a few
+        # collections (captured requests waiting in serving.capture's queue) trigger full
+        # collections that stall the event loop for the whole walk.
+        gc.freeze()
         self.loaded.set()
         logger.info("model %s loaded in %.2f s", settings.model_uri, seconds)
 
@@ -319,8 +338,12 @@ class ServingApp:
                 if self.loaded.is_set() or self._error is not None:
                     self._settled.set()
                 self.start_loading()
+                if self.capture is not None:
+                    self.capture.start()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                if self.capture is not None:
+                    await self.capture.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
@@ -334,4 +357,9 @@ def build_app(
 ) -> tuple[ASGIApp, ServingApp]:
     """(the ASGI app to serve, the ServingApp inside it)."""
     serving_app = ServingApp(settings, metrics or Metrics(), on_fatal=on_fatal, loader=loader, state=state)
-    return MetricsMiddleware(serving_app, serving_app.metrics), serving_app
+    app: ASGIApp = MetricsMiddleware(serving_app, serving_app.metrics)
+    if settings.access_log == "json":
+        from serving.accesslog import JsonAccessLog
+
+        app = JsonAccessLog(app, settings.model_name, settings.model_version)
+    return app, serving_app

@@ -44,6 +44,9 @@ DEFAULT_MAX_CONNECTIONS = 1000  # per worker process
 # the load balancer learns from /ping (503 from the first instant) that the replica is going.
 DEFAULT_DRAIN_SECONDS = 5.0
 DEFAULT_DOWNLOAD_TIMEOUT_SECONDS = 60.0
+DEFAULT_CAPTURE_SAMPLE = 1.0  # with a capture URL; no URL: capture is off
+DEFAULT_CAPTURE_QUEUE = 10_000  # captured requests waiting per worker; more are dropped
+ACCESS_LOGS = ("json", "text", "off")
 MAX_WORKERS_PER_CPU = 4
 MAX_WORKERS_FORCED = 1024
 
@@ -73,7 +76,10 @@ class Settings:
     model_name: str = "unknown"
     model_version: str = "unknown"
     log_level: str = "info"
-    access_log: bool = False
+    access_log: str = "off"  # json (serving.accesslog), text (uvicorn's), off
+    capture_url: str | None = None  # payload capture receiver (serving.capture); None: off
+    capture_sample: float = DEFAULT_CAPTURE_SAMPLE
+    capture_queue: int = DEFAULT_CAPTURE_QUEUE
     port_file: str | None = None  # write the bound ports here once listening (for port 0)
 
     @property
@@ -175,6 +181,16 @@ NUMBERS: tuple[Number, ...] = (
         "seconds to keep retrying the model download before exiting 1 "
         "(env SERVING_DOWNLOAD_TIMEOUT_SECONDS; 60)",
     ),
+    Number(
+        "capture_sample", "--capture-sample", ("SERVING_CAPTURE_SAMPLE",), float, 0, 1,
+        "share of scored requests captured, decided from the request id "
+        "(env SERVING_CAPTURE_SAMPLE; 1 = all, 0 = none)",
+    ),
+    Number(
+        "capture_queue", "--capture-queue", ("SERVING_CAPTURE_QUEUE",), int, 1, 1_000_000,
+        "captured requests waiting to be sent, per worker; more are dropped and counted "
+        "(env SERVING_CAPTURE_QUEUE; 10000)",
+    ),
 )
 _BY_FIELD = {n.field: n for n in NUMBERS}
 
@@ -182,7 +198,6 @@ _BY_FIELD = {n.field: n for n in NUMBERS}
 SWITCHES: dict[str, tuple[str, str, str]] = {
     "docs": ("--docs", "SERVING_DOCS", "serve /docs, /redoc and /openapi.json (env SERVING_DOCS=1); off"),
     "debug": ("--debug", "SERVING_DEBUG", "stack traces in error responses (env SERVING_DEBUG=1); off"),
-    "access_log": ("--access-log", "SERVING_ACCESS_LOG", "log every request (env SERVING_ACCESS_LOG=1); off"),
     "force_workers": (
         "--force-workers",
         "SERVING_FORCE_WORKERS",
@@ -215,6 +230,34 @@ def _switch(environ: Mapping[str, str], key: str) -> bool:
     raise SystemExit(f"python -m serving: {key}={raw!r} is not a boolean (use 1 or 0)")
 
 
+def _access_log(args: argparse.Namespace, environ: Mapping[str, str]) -> str:
+    if args.access_log is not None:
+        return str(args.access_log)
+    raw = environ.get("SERVING_ACCESS_LOG", "").strip().lower()
+    if raw in ACCESS_LOGS:
+        return raw
+    if raw in _TRUE:  # SERVING_ACCESS_LOG=1 before the formats existed: uvicorn's log
+        return "text"
+    if raw in _FALSE:
+        return "off"
+    raise SystemExit(f"python -m serving: SERVING_ACCESS_LOG={raw!r} is not one of json, text, off")
+
+
+def _capture_url(args: argparse.Namespace, environ: Mapping[str, str]) -> str | None:
+    from serving.capture import CaptureURLError, parse_url
+
+    source, url = "--capture-url", args.capture_url
+    if url is None:
+        source, url = "SERVING_CAPTURE_URL", (environ.get("SERVING_CAPTURE_URL") or "").strip()
+    if not url:
+        return None
+    try:
+        parse_url(url)
+    except CaptureURLError as exc:
+        raise SystemExit(f"python -m serving: {source}={url!r} {exc} (--capture-url / SERVING_CAPTURE_URL)") from None
+    return str(url)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m serving",
@@ -237,6 +280,20 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (flag, _env, text) in SWITCHES.items():
         parser.add_argument(flag, dest=name, action="store_true", default=None, help=text)
     parser.add_argument("--log-level", help="env SERVING_LOG_LEVEL, default info")
+    parser.add_argument(
+        "--access-log",
+        nargs="?",
+        const="text",
+        choices=ACCESS_LOGS,
+        help="access log: json (one JSON line per request on stderr), text (uvicorn's), off "
+        "(env SERVING_ACCESS_LOG; off; a bare --access-log or SERVING_ACCESS_LOG=1 means text)",
+    )
+    parser.add_argument(
+        "--capture-url",
+        metavar="URL",
+        help="POST a sample of scored requests as JSON lines to this http(s) URL "
+        "(env SERVING_CAPTURE_URL; off)",
+    )
     parser.add_argument("--port-file", help=argparse.SUPPRESS)
     return parser
 
@@ -320,7 +377,10 @@ def parse_settings(
         model_name=name,
         model_version=version,
         log_level=(args.log_level or environ.get("SERVING_LOG_LEVEL") or "info").lower(),
-        access_log=switches["access_log"],
+        access_log=_access_log(args, environ),
+        capture_url=_capture_url(args, environ),
+        capture_sample=float(numbers.get("capture_sample", DEFAULT_CAPTURE_SAMPLE)),
+        capture_queue=int(numbers.get("capture_queue", DEFAULT_CAPTURE_QUEUE)),
         port_file=args.port_file,
     )
 

@@ -42,6 +42,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from serving.capture import Capture
 from serving.limits import bounded_message, json_depth_exceeds
 from serving.metrics import STATUS_KEY, Metrics, Receive, Scope, Send
 
@@ -67,13 +68,15 @@ class ScoringCall:
     loaded ``PyFuncModel``, counts the rows it scores, and records whether ``predict`` returned
     or raised, so the handler can tell a model failure from bad input."""
 
-    __slots__ = ("_model", "_on_rows", "error", "outcome")
+    __slots__ = ("_model", "_on_rows", "data", "error", "outcome", "rows")
 
     def __init__(self, model: Any, on_rows: Callable[[int], None]) -> None:
         self._model = model
         self._on_rows = on_rows
         self.outcome = NOT_CALLED
         self.error: BaseException | None = None
+        self.data: Any = None  # the parsed input, once predict returned (for serving.capture)
+        self.rows = 0
 
     @property
     def metadata(self) -> Any:
@@ -91,7 +94,9 @@ class ScoringCall:
             self.outcome, self.error = RAISED, exc
             raise
         self.outcome = RETURNED
-        self._on_rows(count_rows(data))
+        self.data = data
+        self.rows = rows = count_rows(data)
+        self._on_rows(rows)
         return result
 
     def __getattr__(self, name: str) -> Any:
@@ -180,6 +185,7 @@ class Invocations:
         max_depth: int,
         debug: bool,
         closing: Callable[[], bool] = lambda: False,
+        capture: Capture | None = None,
     ) -> None:
         from mlflow.pyfunc import scoring_server
 
@@ -192,6 +198,7 @@ class Invocations:
         self.debug = debug
         self.closing = closing  # True while the server drains: answers carry Connection: close
         self._invocations: Callable[..., Any] = scoring_server.invocations
+        self.capture = capture  # serving.capture: scored requests go to its queue after the answer
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send, started: float | None = None) -> None:
         """Answer one request. ``started``: when it arrived, if it waited (for the model to
@@ -267,6 +274,9 @@ class Invocations:
         if mimetype.startswith("text/"):
             mimetype += "; charset=utf-8"  # what Starlette's Response adds, as in MLflow's app
         await _send(send, result.status, result.response.encode(), mimetype.encode(), request_id, self.closing())
+        capture = self.capture
+        if capture is not None and result.status == 200 and call is not None and call.outcome == RETURNED:
+            capture.offer(request_id, call.data, result.response, call.rows)
 
     async def _read_body(self, receive: Receive, length: int | None) -> bytes:
         limit = self.max_body

@@ -17,6 +17,12 @@ model_connections_dropped_total    counter    reason            connections the 
                                                                 (no complete request head in time),
                                                                 ``over_limit`` (503 at the
                                                                 connection cap)
+model_capture_records_total        counter                      captured requests the receiver
+                                                                accepted (``serving.capture``)
+model_capture_dropped_total        counter    reason            captured requests dropped:
+                                                                ``queue_full``, ``unreachable``,
+                                                                ``timeout``, ``rejected``,
+                                                                ``unserializable``, ``shutdown``
 =================================  =========  ================  =====================================
 
 ``route`` is the path of one of the server's routes (``/invocations``, ``/ping``, ``/health``,
@@ -137,6 +143,18 @@ class Metrics:
         )
         for reason in DROP_REASONS:
             self.dropped.labels(reason=reason)  # exported as 0 from the start
+        # Payload capture (serving.capture); its reasons are exported once capture is on.
+        self.capture_records = Counter(
+            "model_capture_records",
+            "Captured requests accepted by the capture receiver.",
+            registry=self.registry,
+        )
+        self.capture_dropped = Counter(
+            "model_capture_dropped",
+            "Captured requests dropped, by reason.",
+            ["reason"],
+            registry=self.registry,
+        )
         # (route, status) -> (counter child, histogram child): .labels() costs a lock and a dict
         # lookup with a tuple build each call; the label set is small and bounded.
         self._children: dict[tuple[str, str], tuple[Any, Any]] = {}

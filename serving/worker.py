@@ -161,7 +161,7 @@ def run_worker(fd: int, settings_json: str) -> int:
         lifespan="on",
         log_config=None,
         log_level=settings.log_level,
-        access_log=settings.access_log,
+        access_log=settings.access_log == "text",  # json: serving.accesslog
         timeout_keep_alive=settings.keepalive,
         timeout_graceful_shutdown=math.ceil(settings.shutdown_grace),
         # Trust X-Forwarded-* only from loopback (a sidecar); the pod network is not trusted.

@@ -34,7 +34,8 @@ def test_defaults_from_nothing() -> None:
     assert settings.max_json_depth == 64
     assert settings.max_connections == 1000
     assert settings.download_timeout == 60
-    assert (settings.docs, settings.debug, settings.access_log) == (False, False, False)
+    assert (settings.docs, settings.debug, settings.access_log) == (False, False, "off")
+    assert settings.capture_url is None
     assert (settings.model_name, settings.model_version) == ("unknown", "unknown")
 
 
@@ -641,3 +642,64 @@ def test_stack_traces_reach_a_body_only_when_debugging(slow_model: str, debug: b
     status, _, body = _call_handler(handler, b'{"dataframe_split": {"columns": ["x"], "data": "x"}}', headers)
     assert status == 400
     assert ("stack_trace" in json.loads(body)) is debug
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "expected"),
+    [
+        ([], {}, "off"),
+        (["--access-log"], {}, "text"),  # the bare flag of earlier releases: uvicorn's log
+        (["--access-log", "json"], {"SERVING_ACCESS_LOG": "off"}, "json"),
+        ([], {"SERVING_ACCESS_LOG": "JSON"}, "json"),
+        ([], {"SERVING_ACCESS_LOG": "1"}, "text"),
+        ([], {"SERVING_ACCESS_LOG": "0"}, "off"),
+    ],
+)
+def test_access_log_format(argv: list[str], env: dict[str, str], expected: str) -> None:
+    assert parse_settings(argv, env=env).access_log == expected
+
+
+def test_access_log_bad_value_names_the_variable() -> None:
+    with pytest.raises(SystemExit, match="SERVING_ACCESS_LOG='xml' is not one of json, text, off"):
+        parse_settings([], env={"SERVING_ACCESS_LOG": "xml"})
+
+
+def test_capture_settings_from_flags_and_env() -> None:
+    env = {"SERVING_CAPTURE_URL": "http://monitor:8000/v1/capture", "SERVING_CAPTURE_SAMPLE": "0.25"}
+    settings = parse_settings([], env=env)
+    assert (settings.capture_url, settings.capture_sample, settings.capture_queue) == (
+        "http://monitor:8000/v1/capture",
+        0.25,
+        10_000,
+    )
+    flags = ["--capture-url", "https://m.example/c", "--capture-sample", "1", "--capture-queue", "50"]
+    settings = parse_settings(flags, env=env)
+    assert (settings.capture_url, settings.capture_sample, settings.capture_queue) == ("https://m.example/c", 1.0, 50)
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "message"),
+    [
+        ([], {"SERVING_CAPTURE_SAMPLE": "1.5"}, "--capture-sample / SERVING_CAPTURE_SAMPLE must be between 0 and 1"),
+        (["--capture-sample", "-0.1"], {}, "--capture-sample / SERVING_CAPTURE_SAMPLE must be between 0 and 1"),
+        ([], {"SERVING_CAPTURE_QUEUE": "0"}, "--capture-queue / SERVING_CAPTURE_QUEUE must be between 1 and 1000000"),
+        ([], {"SERVING_CAPTURE_URL": "monitor:8000"}, "SERVING_CAPTURE_URL='monitor:8000' is not an http"),
+        (["--capture-url", "ftp://m/c"], {}, "--capture-url='ftp://m/c' is not an http"),
+        (["--capture-url", "http://m:99999/c"], {}, "has an invalid port"),
+    ],
+)
+def test_capture_settings_out_of_bounds(argv: list[str], env: dict[str, str], message: str) -> None:
+    with pytest.raises(SystemExit, match=re.escape(message)):
+        parse_settings(argv, env=env)
+
+
+def test_capture_queue_full_drops_and_counts_without_blocking() -> None:
+    from serving.capture import Capture
+    from serving.metrics import Metrics
+
+    metrics = Metrics()
+    capture = Capture("http://127.0.0.1:9/c", 1.0, 3, "m", "1", metrics)
+    for i in range(5):
+        capture.offer(f"r{i}", None, "{}", 1)
+    assert [entry[0] for entry in capture.queue] == ["r0", "r1", "r2"]
+    assert metrics.capture_dropped.labels(reason="queue_full")._value.get() == 2
