@@ -29,6 +29,7 @@ from components.sagemaker_settings import SageMakerSettings, _sagemaker_cross_ch
 from components.settings_base import (
     NAMESPACE,
     SettingsError,
+    _check_quantity,
     _check_version,
     _KeyedError,
     _Model,
@@ -158,6 +159,14 @@ class AlertThresholds(_Model):
     candidate_latency_margin: float = Field(default=1.2, ge=1)
     """Canary: alert when the candidate's p99 exceeds stable's times this factor."""
     for_: str = Field(default="5m", alias="for", pattern=r"^[0-9]+[smh]$")
+    drift_share: float = Field(default=0.5, gt=0, le=1)
+    """``monitoring.drift``: alert when the share of drifted input columns is above this for ``for``
+    (Evidently's own dataset-drift default is 0.5)."""
+    shadow_agreement: float = Field(default=0.95, gt=0, le=1)
+    """``monitoring.drift``: alert when the candidate agrees with stable on less than this share of
+    paired (mirrored) requests, once ``shadowMinPairs`` pairs are in."""
+    shadow_min_pairs: int = Field(default=100, ge=1)
+    """Pairs the shadow-agreement alert needs before it may fire (fewer: agreement unknown)."""
 
 
 RATE_WINDOW = "5m"
@@ -169,6 +178,67 @@ missed scrape or two and for the scrape and rule-evaluation phases not lining up
 
 
 
+class DriftSettings(_Model):
+    """``monitoring.drift``: payload capture, the model monitor (drift with Evidently, shadow output
+    comparison) and its alerts. Off by default."""
+
+    enabled: bool = False
+    reference: str | None = None
+    """The training-data sample drift is measured against: ``models:/<name>/<version>`` (that
+    version's run artifact ``reference/``), ``runs:/<run>/<path>``, ``s3://``, ``gs://``, a local
+    path; parquet or CSV (monitor/reference.py). Loaded at preview: a reference that cannot be
+    loaded is a config error."""
+    sample: float = Field(default=1.0, gt=0, le=1)
+    """Share of requests the serving runtime captures (``--capture-sample``)."""
+    interval: str = Field(default="10m", pattern=r"^[0-9]+[smh]$")
+    """How often the monitor evaluates each live version."""
+    window: str = Field(default="1h", pattern=r"^[0-9]+[smhd]$")
+    """How much captured traffic one evaluation looks at."""
+    retention: str = Field(default="7d", pattern=r"^[0-9]+[hdw]$")
+    """How long the monitor keeps captured records."""
+    task: Literal["auto", "classification", "regression"] = "auto"
+    """How shadow outputs compare: classification = same prediction; regression = within
+    ``shadowTolerance``; auto = classification when both outputs are integers or strings."""
+    shadow_tolerance: float = Field(default=0.0, ge=0)
+    """Regression: |stable - candidate| at most this counts as agreement."""
+    shadow_window: str = Field(default="30s", pattern=r"^[0-9]+[smh]$")
+    """A stable and a candidate record with the same input hash pair when this close in time."""
+    max_reference_rows: int = Field(default=50_000, ge=100)
+    """Rows of the reference the monitor keeps (a seeded sample beyond that)."""
+    image: str | None = None
+    """A prebuilt monitor image; else the stack builds one from monitor/ (image.repository)."""
+    storage_size: str = "10Gi"
+    """Kubernetes: size of the monitor's PersistentVolumeClaim (the record store)."""
+    storage_class: str | None = None
+    resources: Resources = Resources(
+        requests=ResourceQuantities(cpu="250m", memory="512Mi"),
+        limits=ResourceQuantities(memory="2Gi"),
+    )
+    """Kubernetes: the monitor pod's requests/limits (Evidently holds the window in memory)."""
+
+    @field_validator("storage_size")
+    @classmethod
+    def _storage_size(cls, v: str) -> str:
+        return _check_quantity(v) or v
+
+    @model_validator(mode="after")
+    def _needs_reference(self) -> DriftSettings:
+        if self.enabled and not self.reference:
+            raise _KeyedError(
+                "monitoring.drift.reference",
+                "drift detection needs reference data to compare traffic with; "
+                "set it to models:/<name>/<version> after logging one "
+                "(python -m modelctl reference log --model <name> --version <v> --data train.parquet)",
+            )
+        if duration_seconds(self.window) < duration_seconds(self.interval):
+            raise _KeyedError(
+                "monitoring.drift.window",
+                f"{self.window} is shorter than the interval {self.interval}: traffic between "
+                "two evaluations would never be looked at",
+            )
+        return self
+
+
 class MonitoringSettings(_Model):
     enabled: bool = True
     install_stack: bool = False
@@ -178,6 +248,7 @@ class MonitoringSettings(_Model):
     release_label: str | None = None
     """Value of the ``release`` label the operator's selectors want (kube-prometheus-stack)."""
     thresholds: AlertThresholds = AlertThresholds()
+    drift: DriftSettings = DriftSettings()
     # Kubernetes monitoring (components/monitoring.py)
     chart_version: str = Field(default="87.15.1", pattern=r"^[0-9]+\.[0-9]+\.[0-9]+$")
     """installStack: the pinned kube-prometheus-stack chart version."""

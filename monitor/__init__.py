@@ -1,0 +1,1 @@
+"""The model monitor: payload capture receiver, drift detection (Evidently) and shadow comparison."""
