@@ -238,7 +238,10 @@ def test_the_installed_console_script_runs_from_any_folder(registry: SampleRegis
     src.mkdir()
     for name in ("pyproject.toml", "requirements.txt", "README.md"):
         shutil.copy(ROOT / name, src / name)
-    for pkg in ("modelctl", "components", "serving"):
+    import tomllib
+
+    packages = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    for pkg in packages:
         shutil.copytree(ROOT / pkg, src / pkg, ignore=shutil.ignore_patterns("__pycache__"))
     site = tmp_path / "site"
     pip = subprocess.run(
