@@ -195,7 +195,13 @@ def source_for(settings: Any, stack: str, cwd: Path) -> Source:
             raise CommandError("mlflow-deploy:analysis.prometheusUrl: source prometheus needs the Prometheus URL")
         from modelctl.sources import PrometheusSource
 
-        return PrometheusSource(a.prometheus_url, model, settings.kubernetes.namespace, mlflow_name=model)
+        return PrometheusSource(
+            a.prometheus_url,
+            model,
+            settings.kubernetes.namespace,
+            mlflow_name=model,
+            monitor=a.max_drift_share is not None or a.min_shadow_agreement is not None,
+        )
     if kind == "cloudwatch":
         from components.sagemaker import endpoint_name
         from modelctl.sources import CloudWatchSource

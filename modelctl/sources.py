@@ -60,7 +60,7 @@ class PrometheusSource:
     name = "prometheus"
 
     def __init__(self, url: str, model: str, namespace: str, *, mlflow_name: str | None = None,
-                 session: Any = None, timeout: float = 15.0):
+                 monitor: bool = True, session: Any = None, timeout: float = 15.0):
         from components import monitoring as mon
 
         self.url = url.rstrip("/")
@@ -71,7 +71,9 @@ class PrometheusSource:
         self._session = session
         # the monitor labels its series with the registry model name; the pods' series carry the label
         names = {mon.model_label(model), mlflow_name or model}
-        self.monitor_model = "|".join(sorted(re.escape(n) for n in names))
+        self.monitor_model = "|".join(sorted(_promql_regex_literal(n) for n in names))
+        self.monitor = monitor
+        """Ask for the model monitor's series (analysis.maxDriftShare / minShadowAgreement set)."""
 
     def _http(self) -> Any:
         if self._session is None:
@@ -121,6 +123,8 @@ class PrometheusSource:
             out[f"{role}.p99_seconds"] = (
                 f'avg_over_time(({mon.LATENCY_QUANTILE}{{{sel(v)},quantile="0.99"}} >= 0)[{w}:])'
             )
+        if not self.monitor:
+            return out
         mm = f'model=~"{self.monitor_model}"'
         out["drift_share"] = f'avg_over_time({DRIFT_SHARE}{{{mm},version="{candidate}"}}[{w}])'
         out["shadow_agreement"] = (
@@ -138,10 +142,16 @@ class PrometheusSource:
         return Figures(
             version("stable"),
             version("candidate"),
-            drift_share=got["drift_share"],
-            shadow_agreement=got["shadow_agreement"],
+            drift_share=got.get("drift_share"),
+            shadow_agreement=got.get("shadow_agreement"),
             notes=(f"prometheus {self.url}, namespace {self.namespace}, window {seconds}s ending {end.isoformat()}",),
         )
+
+
+def _promql_regex_literal(text: str) -> str:
+    """``text`` matched literally by a PromQL regex inside a double-quoted string (RE2 metacharacters
+    escaped with a backslash, itself escaped for the string)."""
+    return re.sub(r"([.+*?()\[\]{}|^$\\])", r"\\\\\1", text)
 
 
 # --------------------------------------------------------------------------- CloudWatch (SageMaker)
