@@ -9,6 +9,7 @@ history nor any state of its own to decide the next edit.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from typing import Any, Literal
 
 from pydantic import Field, field_validator
@@ -83,7 +84,7 @@ def check_steps(v: Any) -> Any:
     for s in v:
         if isinstance(s, bool) or not isinstance(s, int) or not 0 <= s <= 100:
             raise ValueError(f"each step is an integer percent 0..100 (got {s!r})")
-    if any(b <= a for a, b in zip(v, v[1:], strict=False)):
+    if any(b <= a for a, b in itertools.pairwise(v)):
         raise ValueError(f"steps must increase (got {v})")
     return v
 

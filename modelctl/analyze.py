@@ -92,8 +92,13 @@ def analyze(
         report: dict[str, Any] = {
             "stack": stack,
             "stable": stable,
-            "candidate": {"version": cand.version, "strategy": cand.strategy, "steps": list(cand.steps),
-                          "percent": cand.effective_percent, "since": cand.since},
+            "candidate": {
+                "version": cand.version,
+                "strategy": cand.strategy,
+                "steps": list(cand.steps),
+                "percent": cand.effective_percent,
+                "since": cand.since,
+            },
             "window": [w.isoformat() for w in win] if win else None,
             "decision": d.decision,
             "reasons": d.reasons,
@@ -115,8 +120,10 @@ def analyze(
                     print()
                     _write(sf, dry_run=False)
                 else:
-                    print("edit (not written; --write applies it): "
-                          + ", ".join(f"{k} = {json.dumps(v)}" for k, v in edit.items()))
+                    print(
+                        "edit (not written; --write applies it): "
+                        + ", ".join(f"{k} = {json.dumps(v)}" for k, v in edit.items())
+                    )
     return EXIT_FOR[d.decision]
 
 
@@ -150,7 +157,9 @@ def _print(report: dict[str, Any], figures: Figures | None) -> None:
     c = report["candidate"]
     print(f"stack:     {report['stack']}")
     print(f"stable:    {report['stable']}")
-    print(f"candidate: {c['version']}  {c['strategy']}  step {c['percent']}% of {c['steps']}  since {c['since'] or '-'}")
+    print(
+        f"candidate: {c['version']}  {c['strategy']}  step {c['percent']}% of {c['steps']}  since {c['since'] or '-'}"
+    )
     if report["window"]:
         print(f"window:    {report['window'][0]} .. {report['window'][1]}")
     if figures is not None:
@@ -158,8 +167,10 @@ def _print(report: dict[str, Any], figures: Figures | None) -> None:
         print(f"{'':10} {'requests':>10} {'5xx ratio':>10} {'p99':>10}")
         for role in ("stable", "candidate"):
             v = getattr(figures, role)
-            print(f"{role:10} {_num(v.requests, '{:.0f}'):>10} {_num(v.error_ratio, '{:.2%}'):>10} "
-                  f"{_num(None if v.p99_seconds is None else v.p99_seconds * 1000, '{:.1f} ms'):>10}")
+            print(
+                f"{role:10} {_num(v.requests, '{:.0f}'):>10} {_num(v.error_ratio, '{:.2%}'):>10} "
+                f"{_num(None if v.p99_seconds is None else v.p99_seconds * 1000, '{:.1f} ms'):>10}"
+            )
         if figures.drift_share is not None:
             print(f"drift share (candidate): {figures.drift_share:.3f}")
         if figures.shadow_agreement is not None:
@@ -211,7 +222,8 @@ def source_for(settings: Any, stack: str, cwd: Path) -> Source:
         sm = settings.sagemaker
         return CloudWatchSource(endpoint_name(model, sm), sm.region, expected=outputs.get("sagemaker"))
     if kind == "azure-monitor":
-        from components.azureml import deployment_name, endpoint_name as az_endpoint
+        from components.azureml import deployment_name
+        from components.azureml import endpoint_name as az_endpoint
         from modelctl.sources_cloud import AzureMonitorSource
 
         az = settings.azureml
@@ -219,8 +231,13 @@ def source_for(settings: Any, stack: str, cwd: Path) -> Source:
         if not sub:
             raise CommandError("mlflow-deploy:azureml.subscriptionId is not set and neither is AZURE_SUBSCRIPTION_ID")
         versions = [_stable_version(settings), settings.candidate.version]
-        return AzureMonitorSource(sub, az.resource_group, az.workspace, az_endpoint(model, stack, az),
-                                  {v: deployment_name(model, v) for v in versions})
+        return AzureMonitorSource(
+            sub,
+            az.resource_group,
+            az.workspace,
+            az_endpoint(model, stack, az),
+            {v: deployment_name(model, v) for v in versions},
+        )
     if kind == "cloud-monitoring":
         from components.vertex import endpoint_id
         from modelctl.sources_cloud import CloudMonitoringSource

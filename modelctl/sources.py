@@ -59,8 +59,17 @@ class PrometheusSource:
 
     name = "prometheus"
 
-    def __init__(self, url: str, model: str, namespace: str, *, mlflow_name: str | None = None,
-                 monitor: bool = True, session: Any = None, timeout: float = 15.0):
+    def __init__(
+        self,
+        url: str,
+        model: str,
+        namespace: str,
+        *,
+        mlflow_name: str | None = None,
+        monitor: bool = True,
+        session: Any = None,
+        timeout: float = 15.0,
+    ):
         from components import monitoring as mon
 
         self.url = url.rstrip("/")
@@ -85,7 +94,9 @@ class PrometheusSource:
     def query(self, expr: str, at: dt.datetime) -> list[dict[str, Any]]:
         try:
             resp = self._http().get(
-                f"{self.url}/api/v1/query", params={"query": expr, "time": f"{at.timestamp():.3f}"}, timeout=self.timeout
+                f"{self.url}/api/v1/query",
+                params={"query": expr, "time": f"{at.timestamp():.3f}"},
+                timeout=self.timeout,
             )
         except Exception as exc:  # requests' ConnectionError, Timeout, ...
             raise SourceError(f"Prometheus at {self.url}: {type(exc).__name__}: {exc}") from exc
@@ -174,8 +185,15 @@ class CloudWatchSource:
 
     name = "cloudwatch"
 
-    def __init__(self, endpoint: str, region: str, *, cloudwatch: Any = None, sagemaker: Any = None,
-                 expected: Mapping[str, Any] | None = None):
+    def __init__(
+        self,
+        endpoint: str,
+        region: str,
+        *,
+        cloudwatch: Any = None,
+        sagemaker: Any = None,
+        expected: Mapping[str, Any] | None = None,
+    ):
         self.endpoint = endpoint
         self.region = region
         self._cw = cloudwatch
@@ -258,8 +276,10 @@ class CloudWatchSource:
             version("candidate"),
             rolled_back=rolled_back,
             hold=hold,
-            notes=(f"cloudwatch {self.region}: endpoint {self.endpoint}, one {period}s period ending {end.isoformat()}",
-                   *notes),
+            notes=(
+                f"cloudwatch {self.region}: endpoint {self.endpoint}, one {period}s period ending {end.isoformat()}",
+                *notes,
+            ),
         )
 
     def _endpoint_state(self) -> tuple[str | None, str | None, tuple[str, ...]]:
@@ -279,7 +299,11 @@ class CloudWatchSource:
         want = str(self.expected.get("endpointConfigName"))
         live = desc.get("EndpointConfigName")
         if status == "RollingBack":
-            return f"endpoint {self.endpoint} is RollingBack ({desc.get('FailureReason') or 'alarm or failed fleet'})", None, ()
+            return (
+                f"endpoint {self.endpoint} is RollingBack ({desc.get('FailureReason') or 'alarm or failed fleet'})",
+                None,
+                (),
+            )
         if status in IN_PROGRESS:
             return None, f"endpoint {self.endpoint} is {status}: a deployment is in progress", ()
         if live != want:

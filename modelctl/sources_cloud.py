@@ -36,8 +36,17 @@ class AzureMonitorSource:
 
     name = "azure-monitor"
 
-    def __init__(self, subscription: str, resource_group: str, workspace: str, endpoint: str,
-                 deployments: Mapping[str, str], *, session: Any = None, credential: Any = None):
+    def __init__(
+        self,
+        subscription: str,
+        resource_group: str,
+        workspace: str,
+        endpoint: str,
+        deployments: Mapping[str, str],
+        *,
+        session: Any = None,
+        credential: Any = None,
+    ):
         self.resource = (
             f"/subscriptions/{subscription}/resourceGroups/{resource_group}/providers/"
             f"Microsoft.MachineLearningServices/workspaces/{workspace}/onlineEndpoints/{endpoint}"
@@ -59,8 +68,10 @@ class AzureMonitorSource:
         try:
             token = self._credential.get_token(f"{ARM}/.default").token
             resp = self._session.get(
-                url, params={"api-version": METRICS_API_VERSION, **params},
-                headers={"Authorization": f"Bearer {token}"}, timeout=30,
+                url,
+                params={"api-version": METRICS_API_VERSION, **params},
+                headers={"Authorization": f"Bearer {token}"},
+                timeout=30,
             )
         except Exception as exc:
             raise SourceError(f"Azure Monitor {url}: {type(exc).__name__}: {exc}") from exc
@@ -86,8 +97,9 @@ class AzureMonitorSource:
     def figures(self, stable: str, candidate: str, start: dt.datetime, end: dt.datetime) -> Figures:
         span = f"{_iso(start)}/{_iso(end)}"
         common = {"timespan": span, "interval": "PT1M", "aggregation": "Average"}
-        reqs = self._get({**common, "metricnames": REQUESTS_METRIC,
-                          "$filter": "deployment eq '*' and statusCodeClass eq '*'"})
+        reqs = self._get(
+            {**common, "metricnames": REQUESTS_METRIC, "$filter": "deployment eq '*' and statusCodeClass eq '*'"}
+        )
         lat = self._get({**common, "metricnames": LATENCY_METRIC, "$filter": "deployment eq '*'"})
 
         def version(v: str) -> VersionFigures:
@@ -145,8 +157,16 @@ class CloudMonitoringSource:
 
     name = "cloud-monitoring"
 
-    def __init__(self, project: str, region: str, endpoint_id: str, model: str, *,
-                 deployed_models: Mapping[str, str] | None = None, session: Any = None):
+    def __init__(
+        self,
+        project: str,
+        region: str,
+        endpoint_id: str,
+        model: str,
+        *,
+        deployed_models: Mapping[str, str] | None = None,
+        session: Any = None,
+    ):
         self.project = project
         self.region = region
         self.endpoint_id = endpoint_id
@@ -189,8 +209,9 @@ class CloudMonitoringSource:
                     found[v] = str(dm["id"])
         return found
 
-    def _series(self, metric: str, seconds: int, start: dt.datetime, end: dt.datetime, aligner: str,
-                reducer: str) -> dict[str, float]:
+    def _series(
+        self, metric: str, seconds: int, start: dt.datetime, end: dt.datetime, aligner: str, reducer: str
+    ) -> dict[str, float]:
         params = {
             "filter": (
                 f'metric.type="{metric}" AND resource.type="{ENDPOINT_RESOURCE}" '
@@ -206,16 +227,18 @@ class CloudMonitoringSource:
         out: dict[str, float] = {}
         token = None
         while True:
-            body = self._get(f"{MONITORING}/projects/{self.project}/timeSeries",
-                             {**params, **({"pageToken": token} if token else {})})
+            body = self._get(
+                f"{MONITORING}/projects/{self.project}/timeSeries",
+                {**params, **({"pageToken": token} if token else {})},
+            )
             for ts in body.get("timeSeries") or []:
                 dm = str(((ts.get("metric") or {}).get("labels") or {}).get("deployed_model_id", ""))
                 for p in ts.get("points") or []:
                     val = p.get("value") or {}
                     x = val.get("int64Value", val.get("doubleValue"))
                     if x is not None:
-                        out[dm] = out.get(dm, 0.0) + float(x) if reducer == "REDUCE_SUM" else max(
-                            out.get(dm, 0.0), float(x)
+                        out[dm] = (
+                            out.get(dm, 0.0) + float(x) if reducer == "REDUCE_SUM" else max(out.get(dm, 0.0), float(x))
                         )
             token = body.get("nextPageToken")
             if not token:
@@ -234,9 +257,7 @@ class CloudMonitoringSource:
                 return VersionFigures()
             n = preds.get(dm)
             e = errs.get(dm, 0.0 if n else None)
-            return VersionFigures(
-                n, e / n if n and e is not None else None, p99[dm] / 1000 if dm in p99 else None
-            )
+            return VersionFigures(n, e / n if n and e is not None else None, p99[dm] / 1000 if dm in p99 else None)
 
         missing = [v for v in (stable, candidate) if v not in ids]
         notes = [f"cloud monitoring {self.project}: endpoint {self.endpoint_id}, one {seconds}s period"]
