@@ -23,6 +23,14 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
+from components.analysis_settings import (
+    DEFAULT_SOURCE,
+    SOURCE_TARGET,
+    AnalysisSettings,
+    check_steps,
+    parse_since,
+    steps_problem,
+)
 from components.azureml_settings import AZUREML_MAX_MIRROR_PERCENT, AzureMlSettings
 from components.kubernetes_settings import KubernetesSettings, ResourceQuantities, Resources
 from components.sagemaker_settings import SageMakerSettings, _sagemaker_cross_checks
@@ -84,8 +92,15 @@ class CandidateSettings(_Model):
     percent: int | None = None
     """canary: share of live traffic; blue-green: 0 (preview) or 100 (switched);
     shadow: share of live traffic mirrored to the candidate."""
+    steps: list[int] | None = None
+    """Progressive delivery: the percents ``modelctl analyze`` walks through, e.g. [5, 25, 50, 100]
+    (blue-green [0, 100], shadow one step); ``percent`` is the current one."""
+    since: str | None = None
+    """When the current step started (ISO 8601, UTC); written by ``promote`` and ``analyze``."""
 
     _v = field_validator("version", mode="before")(_check_version)
+    _steps = field_validator("steps", mode="before")(check_steps)
+    _since = field_validator("since", mode="before")(parse_since)
 
     @field_validator("percent", mode="before")
     @classmethod
@@ -103,6 +118,10 @@ class CandidateSettings(_Model):
                 f"blue-green is a switch: percent is 0 (candidate on preview) or 100 "
                 f"(switched), got {self.percent}; use strategy 'canary' for a partial share"
             )
+        if self.steps is not None:
+            problem = steps_problem(self.strategy, self.steps, self.effective_percent)
+            if problem is not None:
+                raise _KeyedError(*problem)
         return self
 
     @property
@@ -296,6 +315,7 @@ class Settings(_Model):
     sagemaker: SageMakerSettings | None = None
     azureml: AzureMlSettings | None = None
     vertex: VertexSettings | None = None
+    analysis: AnalysisSettings | None = None
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Settings:
@@ -351,6 +371,7 @@ class Settings(_Model):
             )
         if self.monitoring.stack_values and not self.monitoring.install_stack:
             raise _KeyedError("monitoring.stackValues", "only used with installStack: true")
+        _analysis_cross_checks(self)
         _sagemaker_cross_checks(self)
         if self.vertex is not None:
             _vertex_cross_checks(self)
@@ -363,6 +384,33 @@ class Settings(_Model):
     @property
     def targets(self) -> list[str]:
         return [t for t in ("kubernetes", "sagemaker", "azureml", "vertex") if getattr(self, t) is not None]
+
+    @property
+    def analysis_source(self) -> str | None:
+        """``analysis.source``, else the default of the first target (see analysis_settings.py)."""
+        if self.analysis is not None and self.analysis.source is not None:
+            return self.analysis.source
+        return next((DEFAULT_SOURCE[t] for t in self.targets), None)
+
+
+def _analysis_cross_checks(s: Settings) -> None:
+    a = s.analysis
+    if a is None:
+        return
+    source = s.analysis_source
+    if source is not None and SOURCE_TARGET[source] not in s.targets:
+        raise _KeyedError(
+            "analysis.source",
+            f"{source} reads the {SOURCE_TARGET[source]} target's metrics, and that target is not on",
+        )
+    if source == "prometheus" and not a.prometheus_url:
+        raise _KeyedError(
+            "analysis.prometheusUrl",
+            "source prometheus needs the Prometheus HTTP API URL (e.g. http://prometheus.monitoring:9090)",
+        )
+    if (a.max_drift_share is not None or a.min_shadow_agreement is not None) and not s.monitoring.drift.enabled:
+        key = "analysis.maxDriftShare" if a.max_drift_share is not None else "analysis.minShadowAgreement"
+        raise _KeyedError(key, "comes from the model monitor: set monitoring.drift.enabled (and its reference)")
 
 
 # Secrets are separate top-level keys so that they can be stored encrypted (`pulumi config set

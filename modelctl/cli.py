@@ -6,6 +6,7 @@
     modelctl promote  --stack prod --finish
     modelctl rollback --stack prod [--to 7]
     modelctl status   --stack prod
+    modelctl analyze  --stack prod [--write] [--json]
     modelctl diff     --stack prod [--from A.yaml | --from-ref REV] [--to B.yaml] [--json]
 
 (``python -m modelctl ...`` is the same.) modelctl works on the project in --project-dir, else
@@ -28,6 +29,10 @@ EXIT_USAGE = 2
 """The command line itself is wrong (argparse's own code)."""
 EXIT_DRIFT = 3
 """``status``: a SageMaker endpoint is not running what the stack declares."""
+EXIT_HOLD = 10
+"""``analyze``: hold (the step has not held long enough, too few requests, a figure is missing)."""
+EXIT_ABORT = 20
+"""``analyze``: abort (the candidate regressed, or the platform rolled it back already)."""
 EXIT_INTERRUPTED = 130
 
 EXIT_CODES = f"""\
@@ -37,6 +42,9 @@ exit codes:
        nothing to roll back, another run holds the stack file (one line on stderr)
   {EXIT_USAGE}    usage: unknown command or option, missing argument
   {EXIT_DRIFT}    drift (status): a SageMaker endpoint runs something else than the stack declares
+  {EXIT_HOLD}   hold (analyze): the step stays; not long enough, too few requests or a figure missing
+  {EXIT_ABORT}   abort (analyze): the candidate regressed; --write dropped it (rollback)
+       (analyze: {EXIT_OK} is advance or finish)
   {EXIT_INTERRUPTED}  interrupted (Ctrl-C)
 
 environment:
@@ -143,6 +151,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="canary: share of live traffic (0-100, default 10); blue-green: 0 or 100; "
         "shadow: share of requests mirrored (default 100)",
     )
+    p.add_argument(
+        "--steps",
+        metavar="N,N,...",
+        help="progressive delivery: the percents `analyze` walks the candidate through, e.g. 5,25,50,100 "
+        "(blue-green 0,100; shadow one step); --percent defaults to the first",
+    )
     p.add_argument("--finish", action="store_true", help="the candidate becomes model.version")
     p.add_argument("--dry-run", action="store_true", help="print the diff, write nothing")
 
@@ -193,6 +207,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _subparser(sub, "status", "stable, candidate, strategy, percent and what the registry says")
     _add_stack_args(p)
+
+    p = _subparser(
+        sub,
+        "analyze",
+        "decide the candidate's next step from live metrics: advance, finish, hold or abort",
+        "read the stack file, fetch stable's and the candidate's figures over the last analysis.interval "
+        "from the stack's metrics source (Prometheus, CloudWatch, Azure Monitor, Cloud Monitoring), and "
+        "decide: advance (next of candidate.steps), finish (promote --finish), hold, or abort (rollback)",
+    )
+    _add_stack_args(p)
+    p.add_argument("--write", action="store_true", help="apply the edit to the stack file (and print the diff)")
+    p.add_argument("--json", action="store_true", help="print {decision, reasons, figures, edit, ...}")
     return parser
 
 
@@ -258,6 +284,7 @@ def _dispatch(args: argparse.Namespace, project: Path) -> int:
             strategy=args.strategy,
             percent=args.percent,
             finish=args.finish,
+            steps=args.steps,
             dry_run=args.dry_run,
             project=project,
         )
@@ -275,6 +302,10 @@ def _dispatch(args: argparse.Namespace, project: Path) -> int:
         from modelctl.stackops import status
 
         return status(args.stack, args.config, project=project)
+    if args.command == "analyze":
+        from modelctl.analyze import analyze
+
+        return analyze(args.stack, args.config, write=args.write, as_json=args.json, project=project)
     raise AssertionError(args.command)
 
 

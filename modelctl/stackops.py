@@ -191,11 +191,15 @@ def promote(
     strategy: str | None,
     percent: int | None,
     finish: bool,
+    steps: str | None = None,
     dry_run: bool = False,
     project: Path | None = None,
 ) -> int:
-    if finish and (version is not None or strategy is not None or percent is not None):
-        raise CommandError("--finish takes no --version, --strategy or --percent")
+    if finish and (version is not None or strategy is not None or percent is not None or steps is not None):
+        raise CommandError("--finish takes no --version, --strategy, --percent or --steps")
+    step_list = _parse_steps(steps)
+    if step_list is not None and percent is None:
+        percent = step_list[0]
     if not finish and version is None:
         raise CommandError("give --version V (start or adjust a candidate) or --finish")
     path = stack_path(stack, config, project)
@@ -205,11 +209,29 @@ def promote(
         if finish:
             return _finish(sf, settings, dry_run)
         assert version is not None
-        return _start(sf, settings, str(version).strip(), strategy, percent, dry_run)
+        return _start(sf, settings, str(version).strip(), strategy, percent, dry_run, step_list)
+
+
+def _parse_steps(steps: str | None) -> list[int] | None:
+    if steps is None:
+        return None
+    try:
+        return [int(s) for s in steps.replace(" ", "").split(",") if s]
+    except ValueError:
+        raise CommandError(f"--steps is a comma-separated list of percents, e.g. 5,25,50,100 (got {steps!r})") from None
+
+
+def _now_since() -> DoubleQuotedScalarString:
+    """``candidate.since``: when the step the edit starts began (now, UTC)."""
+    import datetime as dt
+
+    from components.analysis_settings import format_since
+
+    return DoubleQuotedScalarString(format_since(dt.datetime.now(dt.UTC)))
 
 
 def _start(sf: StackFile, settings: Any, version: str, strategy: str | None, percent: int | None,
-           dry_run: bool) -> int:
+           dry_run: bool, steps: list[int] | None = None) -> int:
     stable = _stable_version(settings)
     if version == stable:
         raise CommandError(f"version {version} is already the stable version (model.version); nothing to promote")
@@ -229,6 +251,9 @@ def _start(sf: StackFile, settings: Any, version: str, strategy: str | None, per
         new["strategy"] = strategy or "canary"
         if percent is not None:
             new["percent"] = percent
+        if steps is not None:
+            new["steps"] = _flow_list(steps)
+            new["since"] = _now_since()  # progressive delivery: the first step starts now
         keys = list(cfg.keys())
         stackfile.insert_key(cfg, keys.index(MODEL_KEY) + 1 if MODEL_KEY in keys else len(keys), CANDIDATE_KEY, new)
         return _write(sf, dry_run)
@@ -239,7 +264,30 @@ def _start(sf: StackFile, settings: Any, version: str, strategy: str | None, per
         _set(cand, "strategy", "canary")
     if percent is not None:
         _set(cand, "percent", percent)
+    if steps is not None:
+        _set(cand, "steps", _flow_list(steps))
+    if steps is not None or "steps" in cand:
+        # progressive delivery: a changed step starts now (analyze measures how long it has held)
+        from components.settings import DEFAULT_PERCENT
+
+        new_strategy = str(cand.get("strategy", "canary"))
+        new_percent = cand.get("percent")
+        new_percent = DEFAULT_PERCENT[new_strategy] if new_percent is None else int(new_percent)
+        old = current
+        changed = old is None or (old.version, old.strategy, old.effective_percent, old.steps) != (
+            version, new_strategy, new_percent, list(cand["steps"])
+        )
+        if changed or "since" not in cand:
+            _set(cand, "since", _now_since())
     return _write(sf, dry_run)
+
+
+def _flow_list(items: list[int]) -> Any:
+    from ruamel.yaml.comments import CommentedSeq
+
+    seq = CommentedSeq(items)
+    seq.fa.set_flow_style()
+    return seq
 
 
 def _finish(sf: StackFile, settings: Any, dry_run: bool) -> int:
