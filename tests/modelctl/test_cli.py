@@ -238,7 +238,7 @@ def test_the_installed_console_script_runs_from_any_folder(registry: SampleRegis
     src.mkdir()
     for name in ("pyproject.toml", "requirements.txt", "README.md"):
         shutil.copy(ROOT / name, src / name)
-    for pkg in ("modelctl", "components", "serving"):
+    for pkg in ("modelctl", "components", "serving", "monitor"):
         shutil.copytree(ROOT / pkg, src / pkg, ignore=shutil.ignore_patterns("__pycache__"))
     site = tmp_path / "site"
     pip = subprocess.run(
