@@ -52,6 +52,8 @@ def serving_env(
     timeout_seconds: int | None = None,
     drain_seconds: int = DRAIN_SECONDS,
     max_body_bytes: int | None = None,
+    capture_url: str | None = None,
+    capture_sample: float | None = None,
 ) -> dict[str, str]:
     """The serving runtime's environment in a version's container, on every target.
 
@@ -59,7 +61,9 @@ def serving_env(
     change never changes (and so never restarts or replaces) a serving container. ``workers``
     None lets the runtime use the container's CPU limit; ``timeout_seconds`` None, its default.
     ``drain_seconds``: 0 where a preStop hook already waits for the endpoints to drain
-    (Kubernetes). ``max_body_bytes`` None: the runtime's default (6 MiB).
+    (Kubernetes). ``max_body_bytes`` None: the runtime's default (6 MiB). ``capture_url``: where
+    the runtime POSTs captured requests (``monitoring.drift``; the model monitor), a share
+    ``capture_sample`` of them; None: capture off (serving/capture.py).
     """
     env = {
         "MODEL_NAME": model,
@@ -74,6 +78,10 @@ def serving_env(
         env["SERVING_TIMEOUT_SECONDS"] = str(timeout_seconds)
     if workers is not None:
         env["SERVING_WORKERS"] = str(workers)
+    if capture_url is not None:
+        env["SERVING_CAPTURE_URL"] = capture_url
+        if capture_sample is not None:
+            env["SERVING_CAPTURE_SAMPLE"] = repr(float(capture_sample))
     return env
 
 

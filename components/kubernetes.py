@@ -13,8 +13,8 @@ Objects, for model ``fraud-detector`` with stable 7 and a candidate 8:
 * ``HorizontalPodAutoscaler`` per version when ``autoscaling`` is set; ``PodDisruptionBudget``
   per version with more than one replica; optional ``Ingress``.
 * ``NetworkPolicy fraud-detector`` (unless ``networkPolicy: false``): the serving port from the
-  configured entry only, the metrics port from the monitoring namespace, egress DNS only
-  (components/network_policy.py).
+  configured entry only, the metrics port from the monitoring namespace, egress DNS only (and the
+  model monitor's port with ``monitoring.drift``) (components/network_policy.py).
 * ``Namespace`` (``createNamespace: true``) labelled for Pod Security Admission ``restricted``.
 
 The manifest builders are pure functions (tests call them without Pulumi); the component only
@@ -145,14 +145,36 @@ def replicas_by_version(plan: TrafficPlan, cfg: KubernetesSettings) -> dict[str,
     return out
 
 
+@dataclass(frozen=True)
+class CaptureTarget:
+    """Where every model pod sends captured requests (``monitoring.drift``): the model monitor."""
+
+    url: str
+    """``http://<monitor Service>.<namespace>.svc:<port>/v1/capture``."""
+    sample: float
+    pod_labels: Mapping[str, str]
+    """The monitor pods' labels: the model's NetworkPolicy lets its pods connect to them."""
+    port: int
+
+
 def container_spec(
-    model: str, version: str, image: Any, cfg: KubernetesSettings
+    model: str, version: str, image: Any, cfg: KubernetesSettings, capture: CaptureTarget | None = None
 ) -> dict[str, Any]:
+    """The serving container. ``capture`` adds the capture URL and sample to its environment: a
+    change of the pod template, so turning drift on or off rolls each version's pods in place
+    (RollingUpdate, maxUnavailable 0); the Deployment is not replaced (only ``spec.selector``
+    replaces one: modelctl/replacements.py)."""
     env = [
         {"name": k, "value": v}
         for k, v in serving_env(
             # the preStop sleep below already waits for the endpoints to drain
-            model, version, workers=cfg.workers, timeout_seconds=cfg.request_timeout_seconds, drain_seconds=0
+            model,
+            version,
+            workers=cfg.workers,
+            timeout_seconds=cfg.request_timeout_seconds,
+            drain_seconds=0,
+            capture_url=capture.url if capture is not None else None,
+            capture_sample=capture.sample if capture is not None else None,
         ).items()
     ]
     resources: dict[str, dict[str, str]] = {}
@@ -211,6 +233,7 @@ def deployment_spec(
     replicas: int,
     cfg: KubernetesSettings,
     service_account: str,
+    capture: CaptureTarget | None = None,
 ) -> dict[str, Any]:
     labels = pod_labels(model, version)
     spec: dict[str, Any] = {
@@ -231,7 +254,7 @@ def deployment_spec(
                     "seccompProfile": {"type": "RuntimeDefault"},
                 },
                 "topologySpreadConstraints": topology_spread(model, version),
-                "containers": [container_spec(model, version, image, cfg)],
+                "containers": [container_spec(model, version, image, cfg, capture)],
                 "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}}],
             },
         },
@@ -391,6 +414,8 @@ class KubernetesModelServiceArgs:
     metrics_namespace: str | None = None
     """Where the Prometheus that scrapes the metrics port runs (``monitoring.stackNamespace``);
     None when monitoring is off: the network policy then lets no scraper in."""
+    capture: CaptureTarget | None = None
+    """``monitoring.drift``: the model monitor every pod sends captured requests to."""
 
 
 class KubernetesModelService(pulumi.ComponentResource):
@@ -453,7 +478,7 @@ class KubernetesModelService(pulumi.ComponentResource):
                     "labels": pod_labels(model, v),
                     "annotations": checkov_annotations(),
                 },
-                spec=deployment_spec(model, v, images[v], replicas[v], cfg, base),
+                spec=deployment_spec(model, v, images[v], replicas[v], cfg, base, args.capture),
                 opts=pulumi.ResourceOptions.merge(opts_ns, pulumi.ResourceOptions(depends_on=[sa])),
             )
             self.version_services[v] = k8s.core.v1.Service(
@@ -486,7 +511,15 @@ class KubernetesModelService(pulumi.ComponentResource):
             k8s.networking.v1.NetworkPolicy(
                 f"{base}-netpol",
                 metadata={"name": base, "namespace": ns_name, "labels": common_labels(model)},
-                spec=network_policy_spec(selector_labels(model), cfg, ns_name, args.metrics_namespace),
+                spec=network_policy_spec(
+                    selector_labels(model),
+                    cfg,
+                    ns_name,
+                    args.metrics_namespace,
+                    capture_to=None
+                    if args.capture is None
+                    else (dict(args.capture.pod_labels), args.capture.port),
+                ),
                 opts=opts_ns,
             )
         entry = k8s.core.v1.Service(

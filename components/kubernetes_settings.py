@@ -108,6 +108,21 @@ class NetworkPeer(_Model):
         return self
 
 
+class EgressPeer(NetworkPeer):
+    """Where a pod may connect to: pods or an IP block (as :class:`NetworkPeer`) on these ports."""
+
+    ports: list[int] = Field(default_factory=list)
+    """TCP ports; empty: every port."""
+
+    @field_validator("ports")
+    @classmethod
+    def _ports(cls, v: list[int]) -> list[int]:
+        bad = [p for p in v if not 1 <= p <= 65535]
+        if bad:
+            raise ValueError(f"a port is between 1 and 65535 (got {bad[0]})")
+        return v
+
+
 class NetworkPolicySettings(_Model):
     """The model's NetworkPolicy (on by default): who may reach the serving port and the metrics
     port; egress is DNS only. ``networkPolicy: false`` turns it off."""

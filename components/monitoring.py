@@ -323,20 +323,30 @@ def rule_group_prefix(model: str, namespace: str) -> str:
 
 
 def rule_groups(
-    model: str, namespace: str, plan: TrafficPlan, thresholds: AlertThresholds
+    model: str,
+    namespace: str,
+    plan: TrafficPlan,
+    thresholds: AlertThresholds,
+    extra_alerts: Sequence[dict[str, Any]] = (),
 ) -> list[dict[str, Any]]:
-    """The rule groups: the body of a PrometheusRule and of a Prometheus rule file alike."""
+    """The rule groups: the body of a PrometheusRule and of a Prometheus rule file alike.
+    ``extra_alerts``: more alerts in the alert group (the model-quality ones,
+    components/monitoring_quality.py)."""
     prefix = rule_group_prefix(model, namespace)
     return [
         {"name": f"{prefix}.recording", "rules": recording_rules(model, namespace, plan)},
-        {"name": f"{prefix}.alerts", "rules": alert_rules(model, namespace, plan, thresholds)},
+        {"name": f"{prefix}.alerts", "rules": [*alert_rules(model, namespace, plan, thresholds), *extra_alerts]},
     ]
 
 
 def prometheus_rule_spec(
-    model: str, namespace: str, plan: TrafficPlan, thresholds: AlertThresholds
+    model: str,
+    namespace: str,
+    plan: TrafficPlan,
+    thresholds: AlertThresholds,
+    extra_alerts: Sequence[dict[str, Any]] = (),
 ) -> dict[str, Any]:
-    return {"groups": rule_groups(model, namespace, plan, thresholds)}
+    return {"groups": rule_groups(model, namespace, plan, thresholds, extra_alerts)}
 
 
 def pod_monitor_spec(model: str, namespace: str, scrape_interval: str) -> dict[str, Any]:
@@ -531,8 +541,14 @@ def dashboard_panels(
     ]
 
 
-def build_dashboard(model: str, namespace: str, thresholds: AlertThresholds) -> dict[str, Any]:
-    """The dashboard as Grafana's JSON model, built with grafana-foundation-sdk."""
+Rows = Sequence[tuple[str, Sequence[PanelSpec]]]
+
+
+def build_dashboard(
+    model: str, namespace: str, thresholds: AlertThresholds, extra_rows: Rows = ()
+) -> dict[str, Any]:
+    """The dashboard as Grafana's JSON model, built with grafana-foundation-sdk. ``extra_rows``
+    follow the serving rows (the model-quality rows, components/monitoring_quality.py)."""
     from grafana_foundation_sdk.builders import common as gcommon
     from grafana_foundation_sdk.builders import dashboard as gdash
     from grafana_foundation_sdk.builders import prometheus as gprom
@@ -569,7 +585,7 @@ def build_dashboard(model: str, namespace: str, thresholds: AlertThresholds) -> 
         )
     )
     panel_id = 0
-    for row_title, panels in dashboard_panels(model, namespace, thresholds):
+    for row_title, panels in [*dashboard_panels(model, namespace, thresholds), *extra_rows]:
         panel_id += 1
         builder = builder.with_row(gdash.Row(row_title).id(panel_id))
         width = 24 // len(panels)
@@ -623,8 +639,8 @@ def build_dashboard(model: str, namespace: str, thresholds: AlertThresholds) -> 
     return result
 
 
-def dashboard_json(model: str, namespace: str, thresholds: AlertThresholds) -> str:
-    return json.dumps(build_dashboard(model, namespace, thresholds), indent=2, sort_keys=True)
+def dashboard_json(model: str, namespace: str, thresholds: AlertThresholds, extra_rows: Rows = ()) -> str:
+    return json.dumps(build_dashboard(model, namespace, thresholds, extra_rows), indent=2, sort_keys=True)
 
 
 def dashboard_configmap_name(model: str) -> str:
@@ -644,6 +660,10 @@ class ModelMonitoringArgs:
     after: list[pulumi.Resource] = field(default_factory=list)
     """Resources the objects in the model's namespace must wait for (that namespace, if the
     Kubernetes target declares it: pass the target's Deployments)."""
+    extra_alerts: list[dict[str, Any]] = field(default_factory=list)
+    """More alerts for the PrometheusRule (``monitoring.drift``: components/monitoring_quality.py)."""
+    extra_rows: list[tuple[str, list[PanelSpec]]] = field(default_factory=list)
+    """More dashboard rows, after the serving ones."""
 
 
 class ModelMonitoring(pulumi.ComponentResource):
@@ -687,7 +707,7 @@ class ModelMonitoring(pulumi.ComponentResource):
             spec=pod_monitor_spec(model, ns, cfg.scrape_interval),
             opts=with_crds,
         )
-        rule_spec = prometheus_rule_spec(model, ns, plan, cfg.thresholds)
+        rule_spec = prometheus_rule_spec(model, ns, plan, cfg.thresholds, args.extra_alerts)
         k8s.apiextensions.CustomResource(
             f"{base}-rules",
             api_version="monitoring.coreos.com/v1",
@@ -705,14 +725,19 @@ class ModelMonitoring(pulumi.ComponentResource):
                 "labels": {**common_labels(model), cfg.dashboard_label: DASHBOARD_LABEL_VALUE},
                 "annotations": {FOLDER_ANNOTATION: cfg.dashboard_folder},
             },
-            data={f"{cm_name}.json": dashboard_json(model, ns, cfg.thresholds)},
+            data={f"{cm_name}.json": dashboard_json(model, ns, cfg.thresholds, args.extra_rows)},
             opts=in_ns,
         )
 
+        self.labels = labels
+        """The labels the operator's selectors want (``release``), for more monitors beside these."""
+        self.crd_deps = crd_deps
+        """What a PodMonitor or PrometheusRule must wait for (the stack's Helm release)."""
         self.dashboard_uid = dashboard_uid(model, ns)
         self.dashboard_path = f"/d/{self.dashboard_uid}"
         self.rule_name = base
-        self.alerts = [r["alert"] for g in rule_spec["groups"] for r in g["rules"] if "alert" in r]
+        # one name may have several rules (ModelMonitorStale): each alert once
+        self.alerts = list(dict.fromkeys(r["alert"] for g in rule_spec["groups"] for r in g["rules"] if "alert" in r))
         self.register_outputs(
             {
                 "dashboardUid": self.dashboard_uid,

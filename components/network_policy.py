@@ -13,7 +13,13 @@ blue-green preview and a shadow candidate are fenced like the stable version.
 * **ingress, metrics port** (``metrics``, by name): from the monitoring namespace
   (``monitoring.stackNamespace``) or ``metricsFrom``;
 * **egress**: DNS (port 53, UDP and TCP) to the cluster DNS pods only. The model is in the image;
-  the serving runtime calls nothing.
+  the serving runtime calls nothing but, with ``monitoring.drift``, the model monitor's port (payload
+  capture).
+
+The model monitor (``monitoring.drift``, components/quality.py) has its own policy
+(:func:`monitor_network_policy_spec`): its port from the model's pods (capture) and from the
+scrapers (``/metrics``), egress DNS only (its image holds the reference), plus
+``monitoring.drift.egressTo`` for a prebuilt image that downloads the reference.
 
 Ports are referred to by name so that the policy follows the container's ports (a named port the
 container lacks simply matches nothing).
@@ -23,7 +29,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from components.kubernetes_settings import KubernetesSettings, NetworkPeer
+from components.kubernetes_settings import EgressPeer, KubernetesSettings, NetworkPeer
 
 SERVING_PORT_NAME = "http"
 METRICS_PORT_NAME = "metrics"
@@ -82,13 +88,21 @@ def metrics_peers(cfg: KubernetesSettings, metrics_namespace: str | None) -> lis
     return [namespace_peer(metrics_namespace)] if metrics_namespace else []
 
 
+def dns_egress() -> dict[str, Any]:
+    """Egress to the cluster DNS pods, port 53 UDP and TCP."""
+    dns = {**namespace_peer(DNS_NAMESPACE), "podSelector": {"matchLabels": dict(DNS_POD_LABELS)}}
+    return {"to": [dns], "ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]}
+
+
 def network_policy_spec(
     pod_selector: dict[str, str],
     cfg: KubernetesSettings,
     namespace: str,
     metrics_namespace: str | None,
+    capture_to: tuple[dict[str, str], int] | None = None,
 ) -> dict[str, Any]:
-    """The ``spec`` of the model's NetworkPolicy (``networking.k8s.io/v1``)."""
+    """The ``spec`` of the model's NetworkPolicy (``networking.k8s.io/v1``). ``capture_to``: the
+    model monitor's pod labels and port (in the model's namespace), which the pods may connect to."""
     ingress: list[dict[str, Any]] = []
     serving = entry_peers(cfg, namespace)
     if serving:
@@ -96,10 +110,45 @@ def network_policy_spec(
     scrapers = metrics_peers(cfg, metrics_namespace)
     if scrapers:
         ingress.append({"from": scrapers, "ports": [{"port": METRICS_PORT_NAME, "protocol": "TCP"}]})
-    dns = {**namespace_peer(DNS_NAMESPACE), "podSelector": {"matchLabels": dict(DNS_POD_LABELS)}}
+    egress = [dns_egress()]
+    if capture_to is not None:
+        labels, port = capture_to
+        # a pod selector alone: the monitor's pods in this (the policy's) namespace only
+        egress.append(
+            {"to": [{"podSelector": {"matchLabels": dict(labels)}}], "ports": [{"port": port, "protocol": "TCP"}]}
+        )
     return {
         "podSelector": {"matchLabels": dict(pod_selector)},
         "policyTypes": ["Ingress", "Egress"],
         "ingress": ingress,
-        "egress": [{"to": [dns], "ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]}],
+        "egress": egress,
+    }
+
+
+def egress_peer_rule(peer: EgressPeer) -> dict[str, Any]:
+    """An egress rule from a config peer: its pods or IP block, on its ports (none: every port)."""
+    rule: dict[str, Any] = {"to": [peer_spec(peer)]}
+    if peer.ports:
+        rule["ports"] = [{"port": p, "protocol": "TCP"} for p in peer.ports]
+    return rule
+
+
+def monitor_network_policy_spec(
+    monitor_selector: dict[str, str],
+    model_selector: dict[str, str],
+    port_name: str,
+    cfg: KubernetesSettings,
+    metrics_namespace: str | None,
+    egress_to: list[EgressPeer] | None = None,
+) -> dict[str, Any]:
+    """The ``spec`` of the model monitor's NetworkPolicy: its port (captures and ``/metrics`` share
+    it) from the model's pods in its namespace and from the scrapers (:func:`metrics_peers`);
+    egress DNS, plus ``egress_to`` (a prebuilt monitor image downloading its reference)."""
+    peers: list[dict[str, Any]] = [{"podSelector": {"matchLabels": dict(model_selector)}}]
+    peers += metrics_peers(cfg, metrics_namespace)
+    return {
+        "podSelector": {"matchLabels": dict(monitor_selector)},
+        "policyTypes": ["Ingress", "Egress"],
+        "ingress": [{"from": peers, "ports": [{"port": port_name, "protocol": "TCP"}]}],
+        "egress": [dns_egress(), *(egress_peer_rule(p) for p in egress_to or [])],
     }

@@ -32,7 +32,7 @@ from components.analysis_settings import (
     steps_problem,
 )
 from components.azureml_settings import AZUREML_MAX_MIRROR_PERCENT, AzureMlSettings
-from components.kubernetes_settings import KubernetesSettings, ResourceQuantities, Resources
+from components.kubernetes_settings import EgressPeer, KubernetesSettings, ResourceQuantities, Resources
 from components.sagemaker_settings import SageMakerSettings, _sagemaker_cross_checks
 from components.settings_base import (
     NAMESPACE,
@@ -225,7 +225,12 @@ class DriftSettings(_Model):
     max_reference_rows: int = Field(default=50_000, ge=100)
     """Rows of the reference the monitor keeps (a seeded sample beyond that)."""
     image: str | None = None
-    """A prebuilt monitor image; else the stack builds one from monitor/ (image.repository)."""
+    """A prebuilt monitor image; else the stack builds one from monitor/ with the reference inside
+    (pushed to ``<image.repository>/<model>-monitor``)."""
+    egress_to: list[EgressPeer] = Field(default_factory=list)
+    """Kubernetes, prebuilt ``image`` only: where the monitor may connect to download the reference
+    at start (the tracking server, the artifact store), beside DNS. A built monitor image holds its
+    reference and connects nowhere."""
     storage_size: str = "10Gi"
     """Kubernetes: size of the monitor's PersistentVolumeClaim (the record store)."""
     storage_class: str | None = None
@@ -248,6 +253,12 @@ class DriftSettings(_Model):
                 "drift detection needs reference data to compare traffic with; "
                 "set it to models:/<name>/<version> after logging one "
                 "(python -m modelctl reference log --model <name> --version <v> --data train.parquet)",
+            )
+        if self.egress_to and self.image is None:
+            raise _KeyedError(
+                "monitoring.drift.egressTo",
+                "only used with a prebuilt monitor image (monitoring.drift.image): a built image holds "
+                "the reference and connects nowhere",
             )
         if duration_seconds(self.window) < duration_seconds(self.interval):
             raise _KeyedError(
@@ -372,6 +383,7 @@ class Settings(_Model):
         if self.monitoring.stack_values and not self.monitoring.install_stack:
             raise _KeyedError("monitoring.stackValues", "only used with installStack: true")
         _analysis_cross_checks(self)
+        _drift_cross_checks(self)
         _sagemaker_cross_checks(self)
         if self.vertex is not None:
             _vertex_cross_checks(self)
@@ -411,6 +423,50 @@ def _analysis_cross_checks(s: Settings) -> None:
     if (a.max_drift_share is not None or a.min_shadow_agreement is not None) and not s.monitoring.drift.enabled:
         key = "analysis.maxDriftShare" if a.max_drift_share is not None else "analysis.minShadowAgreement"
         raise _KeyedError(key, "comes from the model monitor: set monitoring.drift.enabled (and its reference)")
+
+
+DRIFT_TARGETS = ("kubernetes",)
+"""Targets ``monitoring.drift`` is implemented for."""
+
+
+def is_local_reference(uri: str) -> bool:
+    """A reference read from the file system (``file://`` or a plain path), not downloaded."""
+    return uri.startswith("file://") or ":/" not in uri
+
+
+def _drift_cross_checks(s: Settings) -> None:
+    d = s.monitoring.drift
+    if not d.enabled:
+        return
+    others = [t for t in s.targets if t not in DRIFT_TARGETS]
+    if others or s.kubernetes is None:
+        raise _KeyedError(
+            "monitoring.drift.enabled",
+            "drift detection and shadow comparison run on the Kubernetes target only for now "
+            f"(the monitor is a Deployment beside the model); {', '.join(others) or 'no kubernetes target'} "
+            "cannot capture to it: turn drift off, or deploy this stack to kubernetes only",
+        )
+    if d.image is None and s.image.repository is None:
+        raise _KeyedError(
+            "monitoring.drift.image",
+            "the monitor image is built (no prebuilt monitoring.drift.image) and a built image needs "
+            "image.repository to push to",
+        )
+    k = s.kubernetes
+    if (
+        d.image is not None
+        and k.network_policy.enabled
+        and d.reference is not None
+        and not is_local_reference(d.reference)
+        and not d.egress_to
+    ):
+        raise _KeyedError(
+            "monitoring.drift.egressTo",
+            f"a prebuilt monitor image downloads the reference ({d.reference}) when it starts, and the "
+            "network policy lets the monitor reach DNS only: list the tracking server and the artifact "
+            "store, e.g. [{namespace: mlflow, podLabels: {app: mlflow}, ports: [5000]}] or "
+            "[{cidr: 10.20.0.0/16, ports: [443]}] (or let the stack build the image: it holds the reference)",
+        )
 
 
 # Secrets are separate top-level keys so that they can be stored encrypted (`pulumi config set

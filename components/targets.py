@@ -35,9 +35,24 @@ def declare(
     exports: dict[str, Any] = {}
     name = settings.model.name
     base = base_name(name)
+    drift = settings.monitoring.drift
+    reference = None
+    if drift.enabled:
+        # before any resource: a reference that cannot be loaded is a config error (settings refuse
+        # drift on any target but kubernetes)
+        from components.quality import load_reference
+
+        reference = load_reference(drift, settings.mlflow.tracking_uri)
 
     if settings.kubernetes is not None:
         from components.kubernetes import KubernetesModelService, KubernetesModelServiceArgs
+
+        capture = None
+        if drift.enabled:
+            from components.quality import capture_target
+
+            capture = capture_target(name, settings.kubernetes.namespace, drift)
+        metrics_ns = settings.monitoring.stack_namespace if settings.monitoring.enabled else None
 
         k8s_svc = KubernetesModelService(
             base,
@@ -48,7 +63,8 @@ def declare(
                 settings=settings.kubernetes,
                 image=settings.image,
                 registry_password=config.get_secret("imageRegistryPassword"),
-                metrics_namespace=settings.monitoring.stack_namespace if settings.monitoring.enabled else None,
+                metrics_namespace=metrics_ns,
+                capture=capture,
             ),
         )
         exports["kubernetes"] = {
@@ -57,9 +73,17 @@ def declare(
             "namespace": k8s_svc.namespace,
             "liveVersions": k8s_svc.live_versions,
         }
+        k8s_mon = None
         if settings.monitoring.enabled:
             from components.monitoring import ModelMonitoring, ModelMonitoringArgs
 
+            extra_alerts, extra_rows = [], []
+            if drift.enabled:
+                from components.monitoring_quality import quality_alert_rules, quality_rows
+
+                thresholds = settings.monitoring.thresholds
+                extra_alerts = quality_alert_rules(name, settings.kubernetes.namespace, plan, thresholds, drift)
+                extra_rows = quality_rows(name, settings.kubernetes.namespace, thresholds)
             k8s_mon = ModelMonitoring(
                 f"{base}-monitoring",
                 ModelMonitoringArgs(
@@ -68,10 +92,43 @@ def declare(
                     namespace=k8s_svc.namespace,
                     settings=settings.monitoring,
                     after=list(k8s_svc.deployments.values()),
+                    extra_alerts=extra_alerts,
+                    extra_rows=extra_rows,
                 ),
                 opts=k8s_svc.child_opts,
             )
             exports["kubernetes"]["monitoring"] = k8s_mon.exports
+        if drift.enabled:
+            from components.quality import ModelQualityMonitor, ModelQualityMonitorArgs
+
+            quality = ModelQualityMonitor(
+                f"{base}-quality",
+                ModelQualityMonitorArgs(
+                    model_name=name,
+                    plan=plan,
+                    namespace=k8s_svc.namespace,
+                    drift=drift,
+                    kubernetes=settings.kubernetes,
+                    service_account=k8s_svc.service_name,
+                    reference=reference,
+                    repository=settings.image.repository,
+                    platform=settings.image.platform,
+                    push=settings.image.push,
+                    registry_username=settings.image.registry_username,
+                    registry_password=config.get_secret("imageRegistryPassword"),
+                    tracking_uri=settings.mlflow.tracking_uri,
+                    metrics_namespace=metrics_ns,
+                    pod_monitor=k8s_mon.labels if k8s_mon is not None else None,
+                    scrape_interval=settings.monitoring.scrape_interval,
+                    after=list(k8s_svc.deployments.values()),
+                    crd_deps=k8s_mon.crd_deps if k8s_mon is not None else [],
+                ),
+                opts=k8s_svc.child_opts,
+            )
+            exports["kubernetes"]["quality"] = {
+                "monitorService": quality.service_name,
+                "captureUrl": quality.capture_url,
+            }
 
     if settings.sagemaker is not None:
         from components.sagemaker import SageMakerModelService, SageMakerModelServiceArgs

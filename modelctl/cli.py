@@ -8,6 +8,7 @@
     modelctl status   --stack prod
     modelctl analyze  --stack prod [--write] [--json]
     modelctl diff     --stack prod [--from A.yaml | --from-ref REV] [--to B.yaml] [--json]
+    modelctl reference log --model NAME --version V --data train.parquet [--tracking-uri URI]
 
 (``python -m modelctl ...`` is the same.) modelctl works on the project in --project-dir, else
 the nearest folder at or above the working directory holding Pulumi.yaml, and runs there, as
@@ -219,6 +220,20 @@ def build_parser() -> argparse.ArgumentParser:
     _add_stack_args(p)
     p.add_argument("--write", action="store_true", help="apply the edit to the stack file (and print the diff)")
     p.add_argument("--json", action="store_true", help="print {decision, reasons, figures, edit, ...}")
+
+    p = _subparser(
+        sub,
+        "reference",
+        "manage the reference data drift detection compares traffic with",
+        "reference log: log a parquet or CSV file as a model version's reference (the run artifact "
+        "reference/ of the version's run, what monitoring.drift.reference: models:/<name>/<version> reads)",
+    )
+    rsub = p.add_subparsers(dest="reference_command", required=True, metavar="ACTION")
+    r = _subparser(rsub, "log", "log FILE as the version's reference (run artifact reference/)")
+    r.add_argument("--model", required=True, help="registered model name")
+    r.add_argument("--version", required=True, help="model version")
+    r.add_argument("--data", type=Path, required=True, metavar="FILE", help="the reference: parquet or CSV")
+    r.add_argument("--tracking-uri", help="the MLflow tracking server (default: MLFLOW_TRACKING_URI)")
     return parser
 
 
@@ -306,6 +321,11 @@ def _dispatch(args: argparse.Namespace, project: Path) -> int:
         from modelctl.analyze import analyze
 
         return analyze(args.stack, args.config, write=args.write, as_json=args.json, project=project)
+    if args.command == "reference":
+        from modelctl.reference import log_reference
+
+        log_reference(args.model, args.version, args.data, args.tracking_uri)
+        return EXIT_OK
     raise AssertionError(args.command)
 
 

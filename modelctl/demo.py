@@ -17,7 +17,7 @@ from typing import Any
 
 from modelctl.commands import load_stack_config
 from modelctl.render import PROJECT_ROOT, Declared, run_program, write_outputs
-from modelctl.sample import FEATURES, register_sample_model, sample_frame
+from modelctl.sample import FEATURES, log_sample_references, register_sample_model, sample_frame
 
 
 def summarize(r: Declared) -> str:
@@ -75,6 +75,11 @@ def demo(workdir: Path, *, serve: bool = True, port: int = 0, project: Path | No
     print(f"1. registering the sample model in {workdir} ...")
     reg = register_sample_model(workdir)
     print(f"   {reg.name}: versions {', '.join(reg.versions)}; alias {reg.alias} -> {reg.versions[-1]}")
+    ref = log_sample_references(reg, workdir)
+    print(
+        f"   reference data ({ref.name}, the training features) logged into every version's run: "
+        f"monitoring.drift.reference: models:/{reg.name}/<version>"
+    )
 
     print("2. rendering the dev stack under Pulumi's mock runtime ...")
     _, cfg = load_stack_config("dev", None, project)

@@ -462,6 +462,18 @@ RULES: dict[str, Rule] = {
         ),
     ),
     "kubernetes:autoscaling/v2:HorizontalPodAutoscaler": _k8s(),
+    "kubernetes:core/v1:PersistentVolumeClaim": _k8s(
+        "spec.accessModes",
+        "spec.selector",
+        "spec.storageClassName",
+        "spec.volumeName",
+        note=(
+            "spec.resources (the requested size) updates in place: the volume grows where the StorageClass "
+            "allows expansion, the API server refuses a shrink. The model monitor's claim ignores "
+            "spec.storageClassName after creation and is retained on delete (components/quality.py), so "
+            "no config edit deletes its records."
+        ),
+    ),
     "kubernetes:policy/v1:PodDisruptionBudget": _k8s(
         note="The `.spec` forceNew entry is for policy/v1beta1 only; a policy/v1 PDB updates in place."
     ),

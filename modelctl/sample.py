@@ -112,3 +112,21 @@ def _register(root: Path, *, name: str, versions: int, alias: str) -> SampleRegi
     finally:
         mlflow.set_tracking_uri(previous)
     return SampleRegistry(uri, name, tuple(str(i) for i in range(1, versions + 1)), alias)
+
+
+REFERENCE_FILE = "reference.parquet"
+
+
+def log_sample_references(reg: SampleRegistry, root: Path) -> Path:
+    """Log the sample model's training features as every version's reference (the run artifact
+    ``reference/reference.parquet``, what ``models:/<name>/<version>`` means to
+    ``monitoring.drift.reference``). Idempotent: the same file is logged again under the same name."""
+    from modelctl.reference import log_reference
+
+    x, _ = sample_frame()
+    path = Path(root).resolve() / REFERENCE_FILE
+    x.to_parquet(path, index=False)
+    with _quiet(), contextlib.redirect_stdout(io.StringIO()):
+        for v in reg.versions:
+            log_reference(reg.name, v, path, reg.tracking_uri)
+    return path

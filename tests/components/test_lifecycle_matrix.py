@@ -80,13 +80,18 @@ def prod_example() -> dict[str, Any]:
 TARGETS: dict[str, Callable[[], dict[str, Any]]] = {
     "kubernetes-gateway": lambda: {"kubernetes": K8S_GATEWAY, "monitoring": {"enabled": True}},
     "kubernetes-service": lambda: {"kubernetes": K8S_SERVICE},
+    # monitoring.drift: the capture URL on every model pod and the monitor beside them
+    "kubernetes-drift": lambda: {
+        "kubernetes": K8S_GATEWAY,
+        "monitoring": {"enabled": True, "drift": {"enabled": True, "reference": "models:/fraud-detector/1"}},
+    },
     "sagemaker": lambda: {"kubernetes": None, "sagemaker": SAGEMAKER},
     "azureml": lambda: {"kubernetes": None, "azureml": AZUREML},
     "vertex": lambda: {"kubernetes": None, "vertex": VERTEX},
     "all-four": lambda: {"kubernetes": K8S_GATEWAY, "sagemaker": SAGEMAKER, "azureml": AZUREML, "vertex": VERTEX},
     "prod-example": prod_example,
 }
-CAN_MIRROR = {"kubernetes-gateway", "sagemaker", "azureml"}
+CAN_MIRROR = {"kubernetes-gateway", "kubernetes-drift", "sagemaker", "azureml"}
 
 
 def state(stable: str, strategy: str | None = None, percent: int | None = None, candidate: str = "2") -> dict[str, Any]:
@@ -149,7 +154,10 @@ class Renders:
 
 
 @pytest.fixture(scope="module")
-def renders(registry: SampleRegistry) -> Renders:
+def renders(registry: SampleRegistry, tmp_path_factory: pytest.TempPathFactory) -> Renders:
+    from modelctl.sample import log_sample_references
+
+    log_sample_references(registry, tmp_path_factory.mktemp("reference"))  # kubernetes-drift
     return Renders(registry)
 
 
@@ -276,3 +284,25 @@ def test_the_shipped_prod_example_yaml_is_what_the_matrix_walks() -> None:
     data = YAML(typ="safe").load((ROOT / "Pulumi.prod.yaml").read_text())
     assert {"mlflow-deploy:kubernetes", "mlflow-deploy:sagemaker", "mlflow-deploy:azureml",
             "mlflow-deploy:vertex"} <= set(data["config"])
+
+
+@pytest.mark.parametrize(
+    "s",
+    [STABLE1, state("1", "canary", 50), state("1", "shadow", 20), state("1", "blue-green", 0)],
+    ids=["stable", "canary-50", "shadow-20", "blue-green-0"],
+)
+def test_turning_drift_on_and_off_rolls_versions_in_place(renders: Renders, s: dict[str, Any]) -> None:
+    """monitoring.drift adds the capture URL to every model pod: each live version's pods roll in
+    place (RollingUpdate), no version's Deployment or Service is replaced or deleted, either way."""
+    off = renders("kubernetes-gateway", s)
+    on = renders("kubernetes-drift", s)
+    for before, after in ((off, on), (on, off)):
+        diff = diff_renders(before, after)
+        for c in diff.changes:
+            if version_of(c.name) in live(s):
+                assert c.action == "update", (c.name, c.action, c.reason)
+                assert c.type == "kubernetes:apps/v1:Deployment", c.name
+                assert all(p.startswith("spec.template.spec.containers") for p in c.paths), c.paths
+            assert not (c.type in ENDPOINT_TYPES and c.action in ("replace", "delete")), c.name
+        rolled = {c.name for c in diff.of("update") if restarts(c)}
+        assert {f"fraud-detector-v{v}" for v in live(s)} <= rolled
