@@ -143,7 +143,8 @@ def _read(data: dict[str, Any], features: list[str], rows: int, drift_share: flo
         elif kind == "ValueDrift" and isinstance(value, (int, float)):
             column = str(config.get("column"))
             method = str(config.get("method"))
-            threshold = float(config.get("threshold") if config.get("threshold") is not None else 0.1)
+            raw_threshold = config.get("threshold")
+            threshold = float(raw_threshold) if isinstance(raw_threshold, (int, float)) else 0.1
             score, drifted = _orient(float(value), method, threshold)
             if column == PREDICTION:
                 pred_score, pred_drifted = score, drifted
