@@ -40,7 +40,7 @@ PREDICTION_COLUMNS = ("prediction", "target")
 """Reference columns that are not model inputs: the first present is the reference's outputs
 (for prediction drift); all are left out of the feature columns."""
 
-_VERSION = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
+VERSION_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
 
 
 @dataclass(frozen=True)
@@ -126,7 +126,7 @@ def _record(obj: dict[str, Any]) -> Record:
         raise RejectError("bad_field")
     if isinstance(version, int) and not isinstance(version, bool):
         version = str(version)
-    if not isinstance(version, str) or not _VERSION.match(version):
+    if not isinstance(version, str) or not VERSION_PATTERN.match(version):
         raise RejectError("bad_field")
     for values in inputs.values():
         if not isinstance(values, list) or len(values) != rows:
