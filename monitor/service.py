@@ -130,14 +130,15 @@ class Monitor:
 
     def _evaluate_version(self, version: str, recs: list[records.Record]) -> dict[str, Any]:
         rows = sum(r.rows for r in recs)
-        out: dict[str, Any] = {"records": len(recs), "rows": rows}
+        n = len(recs)
+        out: dict[str, Any] = {"records": n, "rows": rows}
         if rows > MAX_WINDOW_ROWS:
             recs = _sample(recs, MAX_WINDOW_ROWS)
             out["sampled_rows"] = sum(r.rows for r in recs)
         if rows < MIN_ROWS:
             out["skipped"] = f"{rows} rows in the window, fewer than {MIN_ROWS}"
             self.metrics.set_version(
-                version, records=len(recs), drift_share=None, drifted=None, feature_scores=None, prediction_score=None
+                version, records=n, drift_share=None, drifted=None, feature_scores=None, prediction_score=None
             )
             return out
         current, outputs = records.frame(recs, self.schema.features)
@@ -153,12 +154,12 @@ class Monitor:
         except drift.DriftError as e:
             out["skipped"] = str(e)
             self.metrics.set_version(
-                version, records=len(recs), drift_share=None, drifted=None, feature_scores=None, prediction_score=None
+                version, records=n, drift_share=None, drifted=None, feature_scores=None, prediction_score=None
             )
             return out
         self.metrics.set_version(
             version,
-            records=len(recs),
+            records=n,
             drift_share=result.drift_share,
             drifted=result.drifted,
             feature_scores=result.feature_scores,
