@@ -152,6 +152,7 @@ def monitor_args(
     drift: DriftSettings,
     reference: str,
     tracking_uri: str | None = None,
+    drift_share: float | None = None,
 ) -> list[str]:
     """``python -m monitor serve ...`` for the plan: the live versions and how the candidate gets
     its traffic (shadow agreement is only known for mirrored requests)."""
@@ -175,6 +176,9 @@ def monitor_args(
         "--shadow-window", drift.shadow_window,
         "--max-reference-rows", str(drift.max_reference_rows),
     ]  # fmt: skip
+    if drift_share is not None:
+        # model_drift_detected flips at the same share as the ModelDataDrift alert
+        args += ["--drift-share", repr(float(drift_share))]
     if tracking_uri is not None:
         args += ["--tracking-uri", tracking_uri]
     return args
@@ -335,6 +339,8 @@ class ModelQualityMonitorArgs:
     pod_monitor: Mapping[str, str] | None = None
     """Labels of the monitor's PodMonitor (``monitoring.enabled``); None: no PodMonitor."""
     scrape_interval: str = "30s"
+    drift_share: float | None = None
+    """``monitoring.thresholds.driftShare``: where ``model_drift_detected`` flips."""
     after: list[pulumi.Resource] = field(default_factory=list)
     """What the objects in the namespace wait for (the model's Deployments, which wait for it)."""
     crd_deps: list[pulumi.Resource] = field(default_factory=list)
@@ -372,7 +378,7 @@ class ModelQualityMonitor(pulumi.ComponentResource):
             spec=monitor_deployment_spec(
                 model,
                 image,
-                monitor_args(model, args.plan, drift, reference, tracking),
+                monitor_args(model, args.plan, drift, reference, tracking, args.drift_share),
                 drift,
                 args.kubernetes,
                 args.service_account,

@@ -120,6 +120,7 @@ def declare(
                     metrics_namespace=metrics_ns,
                     pod_monitor=k8s_mon.labels if k8s_mon is not None else None,
                     scrape_interval=settings.monitoring.scrape_interval,
+                    drift_share=settings.monitoring.thresholds.drift_share,
                     after=list(k8s_svc.deployments.values()),
                     crd_deps=k8s_mon.crd_deps if k8s_mon is not None else [],
                 ),

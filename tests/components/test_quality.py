@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from components.quality import capture_url, monitor_name
-from components.settings import SettingsError
+from components.settings import AlertThresholds, SettingsError
 from modelctl.diff import diff_renders, restarts
 from modelctl.render import Rendered, to_manifest
 from modelctl.sample import SampleRegistry, log_sample_references, sample_frame
@@ -104,6 +104,12 @@ def test_the_monitor_deployment(shadow: Rendered) -> None:
     assert arg("--port") == "8080" and arg("--interval") == "10m" and arg("--window") == "1h"
     assert arg("--reference") == "/opt/reference/reference.parquet"  # baked into the built image
     assert "--tracking-uri" not in args
+    # the flags are the monitor's own: its real parser takes them, with the alert's drift share
+    from monitor.__main__ import parser as monitor_parser
+
+    parsed = monitor_parser().parse_args(args)
+    assert parsed.drift_share == AlertThresholds().drift_share
+    assert parsed.shadow_window == 30 and parsed.max_reference_rows == 50_000
     sec = c["securityContext"]
     assert sec["runAsNonRoot"] and sec["readOnlyRootFilesystem"] and not sec["allowPrivilegeEscalation"]
     assert sec["capabilities"] == {"drop": ["ALL"]}
