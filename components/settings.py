@@ -24,7 +24,12 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from components.azureml_settings import AZUREML_MAX_MIRROR_PERCENT, AzureMlSettings
-from components.kubernetes_settings import KubernetesSettings, ResourceQuantities, Resources
+from components.kubernetes_settings import (
+    KubernetesSettings,
+    ResourceQuantities,
+    Resources,
+    _kubernetes_cross_checks,
+)
 from components.sagemaker_settings import SageMakerSettings, _sagemaker_cross_checks
 from components.settings_base import (
     NAMESPACE,
@@ -352,6 +357,7 @@ class Settings(_Model):
         if self.monitoring.stack_values and not self.monitoring.install_stack:
             raise _KeyedError("monitoring.stackValues", "only used with installStack: true")
         _sagemaker_cross_checks(self)
+        _kubernetes_cross_checks(self)
         if self.vertex is not None:
             _vertex_cross_checks(self)
         if not self.targets:
