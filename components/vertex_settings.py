@@ -144,7 +144,9 @@ class VertexSettings(_Model):
         try:
             check_vertex_accelerator(self.machine_type, self.accelerator_type, self.accelerator_count)
         except ValueError as exc:
-            key = "vertex.acceleratorCount" if "acceleratorCount" in str(exc) else "vertex.acceleratorType"
+            msg = str(exc)
+            count = msg.startswith("acceleratorCount") or "(got acceleratorCount" in msg
+            key = "vertex.acceleratorCount" if count else "vertex.acceleratorType"
             raise _KeyedError(key, str(exc)) from None
         return self
 
