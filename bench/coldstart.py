@@ -34,7 +34,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.serving import free_port, make_model  # noqa: E402
+from bench.serving import free_port, make_model
 
 POLL_SECONDS = 0.01
 DEADLINE_SECONDS = 180.0
@@ -115,9 +115,14 @@ def main(argv: list[str] | None = None) -> int:
                 order = servers if r % 2 == 0 else servers[::-1]
                 for server in order:
                     cmd = commands(server, model, workers, free_port(), free_port())
-                    results.setdefault((server, workers), []).append(time_to_ready(cmd, int(cmd[cmd.index("-p" if "-p" in cmd else "--port") + 1]), body, env))
+                    results.setdefault((server, workers), []).append(
+                        time_to_ready(cmd, int(cmd[cmd.index("-p" if "-p" in cmd else "--port") + 1]), body, env)
+                    )
         print(f"cold start, {args.rounds} rounds (round 1 = cold page cache), seconds from Popen")
-        print(f"{'server':<22}{'workers':>8}{'round 1 ping':>14}{'median ping':>13}{'min ping':>10}{'median first answer':>21}")
+        print(
+            f"{'server':<22}{'workers':>8}{'round 1 ping':>14}{'median ping':>13}{'min ping':>10}"
+            f"{'median first answer':>21}"
+        )
         for (server, workers), runs in sorted(results.items(), key=lambda kv: (kv[0][1], kv[0][0])):
             warm = runs[1:] or runs
             print(

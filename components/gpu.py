@@ -174,8 +174,7 @@ def check_vertex_accelerator(machine_type: str, accelerator: str | None, count: 
     known = vertex_accelerator_types()
     if accelerator not in known:
         raise ValueError(
-            f"{accelerator!r} is not an AcceleratorType of the Vertex AI API (aiplatform v1 lists "
-            f"{', '.join(known)})"
+            f"{accelerator!r} is not an AcceleratorType of the Vertex AI API (aiplatform v1 lists {', '.join(known)})"
         )
     if accelerator.startswith("TPU_"):
         raise ValueError(f"{accelerator} is a TPU: the serving image is CUDA (GPU) or CPU only")
@@ -271,9 +270,7 @@ def check_gpu_model(flavors: Iterable[str], requirements: Sequence[str], base_im
     """Refuse a GPU request the model or the base image cannot use (ValueError with the reason)."""
     own = {f for f in flavors if f != "python_function"}
     if own and own <= CPU_ONLY_FLAVORS:
-        raise ValueError(
-            f"the model's flavors ({', '.join(sorted(own))}) never use a GPU; serve it on CPUs"
-        )
+        raise ValueError(f"the model's flavors ({', '.join(sorted(own))}) never use a GPU; serve it on CPUs")
     if cpu_only_base_image(base_image):
         raise ValueError(
             f"image.baseImage {base_image!r} is a CPU-only image; with a GPU use the default "

@@ -91,7 +91,9 @@ class AutoscalingSettings(_Model):
             }
             for key, value in keda_only.items():
                 if value is not None:
-                    raise _KeyedError(f"kubernetes.autoscaling.{key}", "only used with metric 'requests' or 'concurrency'")
+                    raise _KeyedError(
+                        f"kubernetes.autoscaling.{key}", "only used with metric 'requests' or 'concurrency'"
+                    )
         return self
 
     @property

@@ -337,7 +337,8 @@ class SageMakerSettings(_Model):
                         f"{key.split('.')[-1]}: SageMaker Serverless Inference excludes GPUs, network "
                         "isolation, data capture and instance autoscaling; drop it or drop serverless",
                     )
-            for key, size in (("canarySize", self.deployment.canary_size), ("linearStepSize", self.deployment.linear_step_size)):
+            d = self.deployment
+            for key, size in (("canarySize", d.canary_size), ("linearStepSize", d.linear_step_size)):
                 if size is not None and size.type == "INSTANCE_COUNT":
                     raise _KeyedError(
                         f"sagemaker.deployment.{key}",

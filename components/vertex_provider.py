@@ -172,7 +172,10 @@ def id_problems(props: Mapping[str, Any]) -> list[tuple[str, str]]:
             problems.append(("container", f"modelId {model_id} is not hashed from this container (want -{want})"))
     endpoint, dm_id = props.get("endpoint"), props.get("deployedModelId")
     machine = machine_fields(
-        props.get("machineType"), props.get("serviceAccount"), props.get("acceleratorType"), props.get("acceleratorCount")
+        props.get("machineType"),
+        props.get("serviceAccount"),
+        props.get("acceleratorType"),
+        props.get("acceleratorCount"),
     )
     if all(_known(v) for v in (endpoint, model_id, dm_id, *machine.values())):
         want = deployed_model_id_for(str(endpoint), str(model_id), machine)
@@ -552,7 +555,8 @@ class ModelDeploymentProvider(_Provider):
     Inputs (camelCase): ``project``, ``region``, ``endpoint`` (resource name), ``modelId``,
     ``deployedModelId``, ``displayName``, ``version``, ``container`` (``imageUri``, ``port``,
     ``predictRoute``, ``healthRoute``, ``env``), ``labels``, ``machineType``, ``serviceAccount``,
-    ``acceleratorType`` / ``acceleratorCount`` (only with a GPU), ``minReplicas``, ``maxReplicas``, ``targetCpuUtilization``, ``network`` (set: the endpoint is
+    ``acceleratorType`` / ``acceleratorCount`` (only with a GPU), ``minReplicas``, ``maxReplicas``,
+    ``targetCpuUtilization``, ``network`` (set: the endpoint is
     VPC-peered). Outputs add ``modelName``.
     """
 

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from components.gpu import check_gpu_model, gpu_requirements, vertex_accelerator_types
-from components.settings import SettingsError, parse_settings
 from components.sagemaker_settings import sagemaker_instance_types
+from components.settings import SettingsError, parse_settings
 
 MODEL = {"name": "fraud-detector", "version": "7"}
 
@@ -45,12 +45,20 @@ def test_sagemaker_gpu_instance_defaults_workers_per_gpu() -> None:
     [
         ({"instanceType": "ml.m5.large", "gpu": True}, "sagemaker.gpu", "no GPU"),
         ({"instanceType": "ml.inf2.xlarge", "gpu": True}, "sagemaker.gpu", "Neuron"),
-        ({"serverless": {}, "dataCapture": {"destinationS3Uri": "s3://bucket-x/p"}}, "sagemaker.dataCapture", "serverless"),
+        (
+            {"serverless": {}, "dataCapture": {"destinationS3Uri": "s3://bucket-x/p"}},
+            "sagemaker.dataCapture",
+            "serverless",
+        ),
         ({"serverless": {}, "autoscaling": {}}, "sagemaker.autoscaling", "serverless"),
         ({"serverless": {}, "instanceType": "ml.m5.large"}, "sagemaker.instanceType", "serverless"),
         ({"serverless": {}, "networkIsolation": True}, "sagemaker.networkIsolation", "serverless"),
         ({"serverless": {"memorySizeMb": 1500}}, "sagemaker.serverless.memorySizeMb", "1 GB steps"),
-        ({"serverless": {"maxConcurrency": 5, "provisionedConcurrency": 6}}, "sagemaker.serverless", "more than maxConcurrency"),
+        (
+            {"serverless": {"maxConcurrency": 5, "provisionedConcurrency": 6}},
+            "sagemaker.serverless",
+            "more than maxConcurrency",
+        ),
         (
             {"serverless": {}, "deployment": {"type": "CANARY", "canarySize": {"type": "INSTANCE_COUNT", "value": 1}}},
             "sagemaker.deployment.canarySize",
@@ -65,7 +73,9 @@ def test_sagemaker_impossible_combinations(sm: dict[str, Any], key: str, needle:
 
 def test_sagemaker_serverless_refuses_every_candidate_strategy() -> None:
     for strategy in ("canary", "blue-green", "shadow"):
-        errs = errors(sagemaker={"region": "eu-west-1", "serverless": {}}, candidate={"version": "8", "strategy": strategy})
+        errs = errors(
+            sagemaker={"region": "eu-west-1", "serverless": {}}, candidate={"version": "8", "strategy": strategy}
+        )
         assert "one production variant" in errs["candidate"]
     s = settings(sagemaker={"region": "eu-west-1", "serverless": {}})
     assert s.sagemaker.effective_network_isolation is False and s.sagemaker.gpus == 0
@@ -77,7 +87,9 @@ AZ = {"resourceGroup": "rg", "workspace": "ws", "location": "westeurope", "conta
 def test_azure_gpu_sizes() -> None:
     assert settings(azureml={**AZ, "instanceType": "Standard_NC24ads_A100_v4"}).azureml.gpus == 1
     assert settings(azureml={**AZ, "instanceType": "standard_nc64as_t4_v3"}).azureml.gpus == 4
-    assert errors(azureml={**AZ, "instanceType": "Standard_DS3_v2", "gpu": True})["azureml.gpu"].startswith("Standard_DS3_v2 has no GPU")
+    assert errors(azureml={**AZ, "instanceType": "Standard_DS3_v2", "gpu": True})["azureml.gpu"].startswith(
+        "Standard_DS3_v2 has no GPU"
+    )
     assert "does not know" in errors(azureml={**AZ, "instanceType": "Standard_NC999_v9"})["azureml.instanceType"]
 
 
@@ -88,9 +100,15 @@ VX = {"project": "acme"}
     ("vx", "want"),
     [
         ({"machineType": "n1-standard-8", "acceleratorType": "NVIDIA_TESLA_T4"}, ("NVIDIA_TESLA_T4", 1)),
-        ({"machineType": "n1-standard-32", "acceleratorType": "NVIDIA_TESLA_V100", "acceleratorCount": 4}, ("NVIDIA_TESLA_V100", 4)),
+        (
+            {"machineType": "n1-standard-32", "acceleratorType": "NVIDIA_TESLA_V100", "acceleratorCount": 4},
+            ("NVIDIA_TESLA_V100", 4),
+        ),
         ({"machineType": "g2-standard-24", "acceleratorType": "NVIDIA_L4"}, ("NVIDIA_L4", 2)),
-        ({"machineType": "a2-highgpu-2g", "acceleratorType": "NVIDIA_TESLA_A100", "acceleratorCount": 2}, ("NVIDIA_TESLA_A100", 2)),
+        (
+            {"machineType": "a2-highgpu-2g", "acceleratorType": "NVIDIA_TESLA_A100", "acceleratorCount": 2},
+            ("NVIDIA_TESLA_A100", 2),
+        ),
         ({"machineType": "n1-standard-2"}, (None, None)),
     ],
 )
@@ -102,13 +120,37 @@ def test_vertex_accelerators_that_fit(vx: dict[str, Any], want: tuple[Any, Any])
     ("vx", "key", "needle"),
     [
         ({"acceleratorType": "NVIDIA_TESLA_X1"}, "vertex.acceleratorType", "not an AcceleratorType"),
-        ({"machineType": "e2-standard-4", "acceleratorType": "NVIDIA_TESLA_T4"}, "vertex.acceleratorType", "takes no accelerator"),
-        ({"machineType": "n1-standard-4", "acceleratorType": "NVIDIA_L4"}, "vertex.acceleratorType", "does not attach to N1"),
-        ({"machineType": "n1-standard-4", "acceleratorType": "NVIDIA_TESLA_T4", "acceleratorCount": 3}, "vertex.acceleratorType", "counts of [1, 2, 4]"),
-        ({"machineType": "n1-standard-32", "acceleratorType": "NVIDIA_TESLA_T4"}, "vertex.acceleratorType", "at most 24"),
-        ({"machineType": "g2-standard-8", "acceleratorType": "NVIDIA_TESLA_T4"}, "vertex.acceleratorType", "comes with NVIDIA_L4"),
+        (
+            {"machineType": "e2-standard-4", "acceleratorType": "NVIDIA_TESLA_T4"},
+            "vertex.acceleratorType",
+            "takes no accelerator",
+        ),
+        (
+            {"machineType": "n1-standard-4", "acceleratorType": "NVIDIA_L4"},
+            "vertex.acceleratorType",
+            "does not attach to N1",
+        ),
+        (
+            {"machineType": "n1-standard-4", "acceleratorType": "NVIDIA_TESLA_T4", "acceleratorCount": 3},
+            "vertex.acceleratorType",
+            "counts of [1, 2, 4]",
+        ),
+        (
+            {"machineType": "n1-standard-32", "acceleratorType": "NVIDIA_TESLA_T4"},
+            "vertex.acceleratorType",
+            "at most 24",
+        ),
+        (
+            {"machineType": "g2-standard-8", "acceleratorType": "NVIDIA_TESLA_T4"},
+            "vertex.acceleratorType",
+            "comes with NVIDIA_L4",
+        ),
         ({"machineType": "a2-highgpu-1g"}, "vertex.acceleratorType", "set acceleratorType NVIDIA_TESLA_A100"),
-        ({"machineType": "a2-highgpu-1g", "acceleratorType": "NVIDIA_TESLA_A100", "acceleratorCount": 2}, "vertex.acceleratorCount", "exactly 1"),
+        (
+            {"machineType": "a2-highgpu-1g", "acceleratorType": "NVIDIA_TESLA_A100", "acceleratorCount": 2},
+            "vertex.acceleratorCount",
+            "exactly 1",
+        ),
         ({"acceleratorType": "TPU_V3"}, "vertex.acceleratorType", "TPU"),
         ({"acceleratorCount": 1}, "vertex.acceleratorCount", "needs acceleratorType"),
     ],
@@ -123,7 +165,9 @@ def test_vertex_enum_is_the_installed_api_and_the_real_machine_spec_takes_it() -
 
     from components.vertex_provider import AiplatformApi
 
-    assert "NVIDIA_L4" in vertex_accelerator_types() and "ACCELERATOR_TYPE_UNSPECIFIED" not in vertex_accelerator_types()
+    assert (
+        "NVIDIA_L4" in vertex_accelerator_types() and "ACCELERATOR_TYPE_UNSPECIFIED" not in vertex_accelerator_types()
+    )
     api = object.__new__(AiplatformApi)
     api._v1 = __import__("google.cloud.aiplatform_v1", fromlist=["x"])
     res = api._resources(1, 2, 60, "g2-standard-24", "NVIDIA_L4", 2)

@@ -63,7 +63,10 @@ def test_gpu_limits_node_selection_tolerations_and_one_worker_per_gpu(render: An
 
 
 def test_explicit_workers_and_tolerations_win(render: Any, registry: SampleRegistry) -> None:
-    gpu = {"count": 1, "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "ml", "effect": "NoSchedule"}]}
+    gpu = {
+        "count": 1,
+        "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "ml", "effect": "NoSchedule"}],
+    }
     out = render(base_config(registry, kubernetes=k8s(gpu=gpu, workers=3)))
     spec = pod_spec(out)
     assert spec["tolerations"] == [{"key": "dedicated", "operator": "Equal", "value": "ml", "effect": "NoSchedule"}]
@@ -87,7 +90,9 @@ def test_no_gpu_no_gpu_fields(render: Any, registry: SampleRegistry) -> None:
         ({"tolerations": [{"operator": "Exists", "value": "x"}]}, "kubernetes.gpu.tolerations[0]", "no value"),
     ],
 )
-def test_impossible_gpu_settings_name_the_key(registry: SampleRegistry, gpu: dict[str, Any], key: str, needle: str) -> None:
+def test_impossible_gpu_settings_name_the_key(
+    registry: SampleRegistry, gpu: dict[str, Any], key: str, needle: str
+) -> None:
     errs = errors_of(base_config(registry, kubernetes=k8s(gpu=gpu)))
     assert needle in errs[f"mlflow-deploy:{key}"]
 
@@ -118,7 +123,12 @@ def keda_schema() -> dict[str, Any]:
 
 
 def validate_scaled_object(res: Any) -> None:
-    obj = {"apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject", "metadata": res.inputs["metadata"], "spec": res.inputs["spec"]}
+    obj = {
+        "apiVersion": "keda.sh/v1alpha1",
+        "kind": "ScaledObject",
+        "metadata": res.inputs["metadata"],
+        "spec": res.inputs["spec"],
+    }
     jsonschema.validate(obj, keda_schema())
     spec = obj["spec"]
     # the CRD's x-kubernetes-validations rule (CEL), which jsonschema does not run
@@ -199,8 +209,14 @@ def test_a_canary_gets_its_own_scaled_object_and_stable_is_unchanged(render: Any
     after = render(
         base_config(registry, kubernetes=k, monitoring=MONITORING, candidate={"version": "2", "percent": 10})
     )
-    assert [r.name for r in after.of_type(SCALED_OBJECT)] == ["fraud-detector-v1-scaledobject", "fraud-detector-v2-scaledobject"]
+    assert [r.name for r in after.of_type(SCALED_OBJECT)] == [
+        "fraud-detector-v1-scaledobject",
+        "fraud-detector-v2-scaledobject",
+    ]
     for so in after.of_type(SCALED_OBJECT):
         validate_scaled_object(so)
     assert after.named("fraud-detector-v1-scaledobject").inputs == before.named("fraud-detector-v1-scaledobject").inputs
-    assert 'version="2"' in after.named("fraud-detector-v2-scaledobject").inputs["spec"]["triggers"][0]["metadata"]["query"]
+    assert (
+        'version="2"'
+        in after.named("fraud-detector-v2-scaledobject").inputs["spec"]["triggers"][0]["metadata"]["query"]
+    )
