@@ -209,7 +209,7 @@ def test_a_canary_gets_its_own_scaled_object_and_stable_is_unchanged(render: Any
     after = render(
         base_config(registry, kubernetes=k, monitoring=MONITORING, candidate={"version": "2", "percent": 10})
     )
-    assert [r.name for r in after.of_type(SCALED_OBJECT)] == [
+    assert sorted(r.name for r in after.of_type(SCALED_OBJECT)) == [
         "fraud-detector-v1-scaledobject",
         "fraud-detector-v2-scaledobject",
     ]
