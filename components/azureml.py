@@ -152,7 +152,8 @@ def probe(kind: str, cfg: AzureMlSettings) -> dict[str, Any]:
 
 
 def environment_variables(model: str, version: str, cfg: AzureMlSettings) -> dict[str, str]:
-    return serving_env(model, version, workers=cfg.workers, timeout_seconds=cfg.request_timeout_seconds)
+    workers = cfg.workers if cfg.workers is not None else (cfg.gpus or None)
+    return serving_env(model, version, workers=workers, timeout_seconds=cfg.request_timeout_seconds)
 
 
 def deployment_properties(
@@ -263,39 +264,60 @@ def scale_in_threshold(target: int) -> int:
     return max(1, target // 2)
 
 
-def autoscale_profile(cfg: AzureMlSettings, deployment_id: Any) -> dict[str, Any]:
-    """The Azure Monitor autoscale profile of one deployment: target-utilization rules on the
-    deployment's ``CpuUtilizationPercentage`` (managed online deployments scale this way;
-    ``TargetUtilizationScaleSettings`` are for Kubernetes online deployments only)."""
+def autoscale_profile(
+    cfg: AzureMlSettings, deployment_id: Any, endpoint_id: Any = None, deployment_name: str | None = None
+) -> dict[str, Any]:
+    """The Azure Monitor autoscale profile of one deployment (managed online deployments scale
+    with Azure Monitor autoscale; ``TargetUtilizationScaleSettings`` are for Kubernetes online
+    deployments only).
+
+    ``cpu``: target-utilization rules on the deployment's ``CpuUtilizationPercentage``.
+    ``requests``: the endpoint's ``RequestsPerMinute`` filtered to this deployment (its
+    ``deployment`` dimension) and divided per instance (MetricTrigger ``dividePerInstance``,
+    Azure Monitor autoscale REST API 2022-10-01), so the threshold is per instance."""
     a = cfg.autoscale
     assert a is not None
+    requests = a.metric == "requests"
+    if requests and (endpoint_id is None or deployment_name is None):
+        raise ValueError("autoscale on requests needs the endpoint id and the deployment name")
+    target = a.requests_per_minute_per_instance if requests else a.target_utilization
 
     def rule(operator: str, threshold: int, direction: str, window: str, cooldown: str) -> dict[str, Any]:
+        trigger: dict[str, Any] = {
+            "metric_name": "CpuUtilizationPercentage",
+            "metric_namespace": DEPLOYMENT_METRICS,
+            "metric_resource_uri": deployment_id,
+            "operator": operator,
+            "statistic": "Average",
+            "threshold": threshold,
+            "time_aggregation": "Average",
+            "time_grain": "PT1M",
+            "time_window": window,
+        }
+        if requests:
+            trigger.update(
+                metric_name="RequestsPerMinute",
+                metric_namespace=ENDPOINT_METRICS,
+                metric_resource_uri=endpoint_id,
+                time_aggregation="Total",
+                divide_per_instance=True,
+                dimensions=[{"dimension_name": "deployment", "operator": "Equals", "values": [deployment_name]}],
+            )
         return {
-            "metric_trigger": {
-                "metric_name": "CpuUtilizationPercentage",
-                "metric_namespace": DEPLOYMENT_METRICS,
-                "metric_resource_uri": deployment_id,
-                "operator": operator,
-                "statistic": "Average",
-                "threshold": threshold,
-                "time_aggregation": "Average",
-                "time_grain": "PT1M",
-                "time_window": window,
-            },
+            "metric_trigger": trigger,
             "scale_action": {"direction": direction, "type": "ChangeCount", "value": "1", "cooldown": cooldown},
         }
 
     return {
-        "name": "cpu-target-utilization",
+        "name": "requests-per-instance" if requests else "cpu-target-utilization",
         "capacity": {
             "minimum": str(a.min_instances),
             "maximum": str(a.max_instances),
             "default": str(deployment_capacity(cfg)),
         },
         "rules": [
-            rule("GreaterThan", a.target_utilization, "Increase", "PT5M", "PT5M"),
-            rule("LessThan", scale_in_threshold(a.target_utilization), "Decrease", "PT10M", "PT10M"),
+            rule("GreaterThan", target, "Increase", "PT5M", "PT5M"),
+            rule("LessThan", scale_in_threshold(target), "Decrease", "PT10M", "PT10M"),
         ],
     }
 
@@ -500,7 +522,7 @@ class AzureMlModelEndpoint(pulumi.ComponentResource):
             )
             self.deployments[v] = deployment
             if cfg.autoscale is not None:
-                profile = autoscale_profile(cfg, deployment.id)
+                profile = autoscale_profile(cfg, deployment.id, endpoint.id, dname)
                 monitor.AutoscaleSetting(
                     f"{rname}-autoscale",
                     autoscale_setting_name=f"{ep_name}-{dname}-autoscale",

@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from components.gpu import azureml_gpus
 from components.settings_base import (
     _KeyedError,
     _Model,
@@ -21,12 +22,18 @@ AZUREML_MAX_MIRROR_PERCENT = 50
 
 
 class AzureMlAutoscaleSettings(_Model):
-    """Azure Monitor autoscale on each deployment's CPU utilization (target-utilization rules)."""
+    """Azure Monitor autoscale per deployment: on its CPU utilization (``metric: cpu``) or on the
+    requests a minute it answers per instance (``metric: requests``: the endpoint's
+    ``RequestsPerMinute`` for that deployment, divided per instance)."""
 
+    metric: Literal["cpu", "requests"] = "cpu"
     min_instances: int = Field(default=1, ge=1)
     max_instances: int = Field(default=3, ge=1)
     target_utilization: int = Field(default=70, ge=10, le=95)
-    """Average CPU percent: above it an instance is added, well below it one is removed."""
+    """``cpu``: average CPU percent: above it an instance is added, well below it one is removed."""
+    requests_per_minute_per_instance: int = Field(default=600, ge=1)
+    """``requests``: requests a minute per instance: above it an instance is added, below half of
+    it one is removed."""
 
     @model_validator(mode="after")
     def _min_le_max(self) -> AzureMlAutoscaleSettings:
@@ -82,7 +89,11 @@ class AzureMlSettings(_Model):
     budget; liveness is on /version, which answers during the load)."""
     max_concurrent_requests_per_instance: int = Field(default=2, ge=1)
     workers: int | None = Field(default=None, ge=1)
-    """Serving workers per instance (image mode); default: the instance's CPU count."""
+    """Serving workers per instance (image mode); default: one per GPU on a GPU size, else the
+    instance's CPU count."""
+    gpu: bool | None = None
+    """Serve on the VM size's GPUs (CUDA image, one worker per GPU). Default: on exactly when
+    ``instanceType`` is a GPU size (``Standard_NC*``/``ND*``); ``true`` with a CPU size is an error."""
     app_insights: bool = False
     autoscale: AzureMlAutoscaleSettings | None = None
     action_group_id: str | None = None
@@ -99,6 +110,25 @@ class AzureMlSettings(_Model):
                 f"an online endpoint name is 3-32 letters, digits or '-', starting with a letter (got {v!r})"
             )
         return v
+
+    @property
+    def gpus(self) -> int:
+        """GPUs per instance the serving container uses (0: CPU serving)."""
+        return 0 if self.gpu is False else azureml_gpus(self.instance_type)
+
+    @model_validator(mode="after")
+    def _gpu(self) -> AzureMlSettings:
+        try:
+            n = azureml_gpus(self.instance_type)
+        except ValueError as exc:
+            raise _KeyedError("azureml.instanceType", str(exc)) from None
+        if self.gpu and n == 0:
+            raise _KeyedError(
+                "azureml.gpu",
+                f"{self.instance_type} has no GPU; pick a GPU size (Standard_NC4as_T4_v3, "
+                "Standard_NC6s_v3, Standard_NC24ads_A100_v4, ...)",
+            )
+        return self
 
     @model_validator(mode="after")
     def _combinations(self) -> AzureMlSettings:

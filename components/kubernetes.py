@@ -10,7 +10,8 @@ Objects, for model ``fraud-detector`` with stable 7 and a candidate 8:
   version (traffic follows the replica split); with ``router: gateway`` it selects the version
   taking most of the traffic and the ``HTTPRoute fraud-detector`` does the weighting/mirroring.
 * ``Service fraud-detector-preview``: blue-green only, the version not taking traffic.
-* ``HorizontalPodAutoscaler`` per version when ``autoscaling`` is set; ``PodDisruptionBudget``
+* ``HorizontalPodAutoscaler`` per version when ``autoscaling`` is on CPU, a KEDA ``ScaledObject``
+  per version when it is on ``requests``/``concurrency`` (components/autoscaling.py); ``PodDisruptionBudget``
   per version with more than one replica; optional ``Ingress``.
 * ``NetworkPolicy fraud-detector`` (unless ``networkPolicy: false``): the serving port from the
   configured entry only, the metrics port from the monitoring namespace, egress DNS only (and the
@@ -30,6 +31,7 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components.autoscaling import KEDA_API_VERSION, KEDA_KIND, scaled_object_spec
 from components.image import CONTAINER_PORT, METRICS_PORT, RUNTIME_UID, registry_images, serving_env
 from components.kubernetes_settings import KubernetesSettings
 from components.names import base_name, dns_label, version_name
@@ -157,6 +159,27 @@ class CaptureTarget:
     port: int
 
 
+def pod_workers(cfg: KubernetesSettings) -> int | None:
+    """Serving workers per pod: ``workers``, else one per GPU with ``gpu``, else None (the
+    runtime's own default: the container's CPU limit)."""
+    if cfg.workers is not None:
+        return cfg.workers
+    return cfg.gpu.count if cfg.gpu is not None else None
+
+
+def gpu_scheduling(cfg: KubernetesSettings) -> dict[str, Any]:
+    """The pod spec's ``nodeSelector`` and ``tolerations`` for ``gpu`` (empty without it)."""
+    if cfg.gpu is None:
+        return {}
+    out: dict[str, Any] = {}
+    if cfg.gpu.node_selector:
+        out["nodeSelector"] = dict(cfg.gpu.node_selector)
+    tolerations = [t.model_dump(exclude_none=True) for t in cfg.gpu.effective_tolerations()]
+    if tolerations:
+        out["tolerations"] = tolerations
+    return out
+
+
 def container_spec(
     model: str, version: str, image: Any, cfg: KubernetesSettings, capture: CaptureTarget | None = None
 ) -> dict[str, Any]:
@@ -170,7 +193,7 @@ def container_spec(
             # the preStop sleep below already waits for the endpoints to drain
             model,
             version,
-            workers=cfg.workers,
+            workers=pod_workers(cfg),
             timeout_seconds=cfg.request_timeout_seconds,
             drain_seconds=0,
             capture_url=capture.url if capture is not None else None,
@@ -183,6 +206,12 @@ def container_spec(
         vals = {k: v for k, v in (("cpu", q.cpu), ("memory", q.memory)) if v is not None}
         if vals:
             resources[kind] = vals
+    if cfg.gpu is not None:
+        # Extended resources are whole units set in limits; the request defaults to the limit and
+        # may not differ from it (kubernetes.io "Schedule GPUs": "GPUs are only supposed to be
+        # specified in the limits section ... you can specify GPU limits without specifying
+        # requests, because Kubernetes will use the limit as the request value by default").
+        resources.setdefault("limits", {})[cfg.gpu.resource] = str(cfg.gpu.count)
     return {
         "name": "model",
         "image": image,
@@ -259,6 +288,7 @@ def deployment_spec(
             },
         },
     }
+    spec["template"]["spec"].update(gpu_scheduling(cfg))
     if cfg.image_pull_secrets:
         spec["template"]["spec"]["imagePullSecrets"] = [{"name": n} for n in cfg.image_pull_secrets]
     if cfg.autoscaling is None:
@@ -416,6 +446,8 @@ class KubernetesModelServiceArgs:
     None when monitoring is off: the network policy then lets no scraper in."""
     capture: CaptureTarget | None = None
     """``monitoring.drift``: the model monitor every pod sends captured requests to."""
+    keda_prometheus_address: str | None = None
+    """The Prometheus the KEDA ScaledObjects query (``autoscaling.metric`` requests/concurrency)."""
 
 
 class KubernetesModelService(pulumi.ComponentResource):
@@ -488,7 +520,29 @@ class KubernetesModelService(pulumi.ComponentResource):
                 opts=opts_ns,
             )
             min_pods = replicas[v]
-            if cfg.autoscaling is not None:
+            if cfg.autoscaling is not None and cfg.autoscaling.keda:
+                scaled = b.role == "candidate" and splits_by_pods(plan, cfg)
+                so = scaled_object_spec(
+                    vname,
+                    cfg.autoscaling,
+                    namespace=ns_name,
+                    model_label=dns_label(model),
+                    version=v,
+                    prometheus_address=args.keda_prometheus_address or "",
+                    candidate_weight=b.weight if scaled else None,
+                )
+                min_pods = so["minReplicaCount"]
+                k8s.apiextensions.CustomResource(
+                    f"{vname}-scaledobject",
+                    api_version=KEDA_API_VERSION,
+                    kind=KEDA_KIND,
+                    metadata={"name": vname, "namespace": ns_name, "labels": pod_labels(model, v)},
+                    spec=so,
+                    opts=pulumi.ResourceOptions.merge(
+                        opts_ns, pulumi.ResourceOptions(depends_on=[self.deployments[v]])
+                    ),
+                )
+            elif cfg.autoscaling is not None:
                 scaled = b.role == "candidate" and splits_by_pods(plan, cfg)
                 hpa = hpa_spec(vname, cfg, b.weight if scaled else None)
                 min_pods = hpa["minReplicas"]  # the floor the HPA may really scale it down to

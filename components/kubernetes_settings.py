@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -16,6 +16,9 @@ from components.validation import (
     check_namespace,
     cidr_within,
 )
+
+if TYPE_CHECKING:
+    from components.settings import Settings
 
 # --------------------------------------------------------------------------- kubernetes
 
@@ -32,10 +35,33 @@ class Resources(_Model):
     limits: ResourceQuantities = ResourceQuantities(cpu="1", memory="2Gi")
 
 
+AUTOSCALING_METRICS = ("cpu", "requests", "concurrency")
+
+
 class AutoscalingSettings(_Model):
-    min_replicas: int = Field(default=2, ge=1)
+    """``cpu``: a HorizontalPodAutoscaler on CPU utilisation. ``requests`` / ``concurrency``: a KEDA
+    ScaledObject on the runtime's own Prometheus series (components/autoscaling.py)."""
+
+    metric: Literal["cpu", "requests", "concurrency"] = "cpu"
+    min_replicas: int = Field(default=2, ge=0)
+    """0 (scale to zero) only with ``requests``/``concurrency`` and a ``wakeQuery``."""
     max_replicas: int = Field(default=10, ge=1)
     target_cpu_utilization: int = Field(default=70, ge=1, le=100)
+    target_requests_per_second: float = Field(default=20, gt=0)
+    """``requests``: requests a second per pod (``rate(model_requests_total[1m])``) KEDA aims at."""
+    target_concurrency: float = Field(default=4, gt=0)
+    """``concurrency``: requests in flight per pod (``model_requests_in_flight``) KEDA aims at."""
+    prometheus_address: str | None = Field(default=None, pattern=r"^https?://[^\s]+$")
+    """The Prometheus KEDA queries; default the Prometheus Operator's ``prometheus-operated``
+    Service in ``monitoring.stackNamespace``."""
+    wake_query: str | None = Field(default=None, min_length=1)
+    """With ``minReplicas: 0``: a PromQL query on the *entry point's* metrics (Gateway / ingress
+    controller) that is above 0 while callers knock on a version with no pods; the runtime's own
+    series vanish with its last pod, so they cannot wake it."""
+    cooldown_seconds: int = Field(default=300, ge=0)
+    """KEDA: seconds without activity before a version scales to zero."""
+    polling_interval_seconds: int = Field(default=15, ge=1)
+    """KEDA: how often the triggers are queried."""
 
     @model_validator(mode="after")
     def _min_le_max(self) -> AutoscalingSettings:
@@ -43,7 +69,84 @@ class AutoscalingSettings(_Model):
             raise ValueError(
                 f"minReplicas ({self.min_replicas}) is greater than maxReplicas ({self.max_replicas})"
             )
+        if self.min_replicas == 0 and self.metric == "cpu":
+            raise _KeyedError(
+                "kubernetes.autoscaling.minReplicas",
+                "0 (scale to zero) needs metric 'requests' or 'concurrency' (a KEDA ScaledObject): a "
+                "HorizontalPodAutoscaler on CPU never scales below 1",
+            )
+        if self.min_replicas == 0 and self.wake_query is None:
+            raise _KeyedError(
+                "kubernetes.autoscaling.wakeQuery",
+                "minReplicas 0 needs a query that sees requests while the version has no pod (the "
+                "runtime's own series vanish with its last pod), e.g. the Gateway's or ingress "
+                "controller's request rate for the model's route",
+            )
+        if self.wake_query is not None and self.min_replicas != 0:
+            raise _KeyedError("kubernetes.autoscaling.wakeQuery", "only used with minReplicas 0")
+        if self.metric == "cpu":
+            keda_only = {
+                "prometheusAddress": self.prometheus_address,
+                "wakeQuery": self.wake_query,
+            }
+            for key, value in keda_only.items():
+                if value is not None:
+                    raise _KeyedError(
+                        f"kubernetes.autoscaling.{key}", "only used with metric 'requests' or 'concurrency'"
+                    )
         return self
+
+    @property
+    def keda(self) -> bool:
+        return self.metric != "cpu"
+
+
+class Toleration(_Model):
+    """A pod toleration (core/v1 Toleration)."""
+
+    key: str | None = None
+    operator: Literal["Exists", "Equal"] = "Exists"
+    value: str | None = None
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+
+    @model_validator(mode="after")
+    def _value(self) -> Toleration:
+        if self.operator == "Exists" and self.value is not None:
+            raise ValueError("operator 'Exists' takes no value")
+        if self.operator == "Equal" and self.key is None:
+            raise ValueError("operator 'Equal' needs a key")
+        return self
+
+
+# an extended resource name: <vendor domain>/<name>, e.g. nvidia.com/gpu, amd.com/gpu
+_EXTENDED_RESOURCE = r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?\.)+[a-z]{2,}/[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
+DEFAULT_GPU_RESOURCE = "nvidia.com/gpu"
+
+
+class GpuSettings(_Model):
+    """GPUs per pod: a container limit on the device plugin's extended resource, node selection and
+    tolerations for the GPU nodes' taints; serving workers default to one per GPU."""
+
+    count: int = Field(default=1, ge=1)
+    resource: str = Field(default=DEFAULT_GPU_RESOURCE, pattern=_EXTENDED_RESOURCE)
+    """The device plugin's resource (``nvidia.com/gpu``; the runtime image is CUDA, so NVIDIA)."""
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    """e.g. ``{cloud.google.com/gke-accelerator: nvidia-l4}`` or a node-pool label."""
+    tolerations: list[Toleration] | None = None
+    """Default: tolerate the ``<resource>`` NoSchedule taint GPU node pools carry (GKE, AKS and
+    EKS GPU node groups taint ``nvidia.com/gpu``)."""
+
+    @field_validator("resource")
+    @classmethod
+    def _nvidia(cls, v: str) -> str:
+        if not v.startswith("nvidia.com/"):
+            raise ValueError(f"the serving image is built for CUDA: use an nvidia.com/ resource (got {v!r})")
+        return v
+
+    def effective_tolerations(self) -> list[Toleration]:
+        if self.tolerations is not None:
+            return self.tolerations
+        return [Toleration(key=self.resource, operator="Exists", effect="NoSchedule")]
 
 
 class IngressSettings(_Model):
@@ -157,7 +260,8 @@ class KubernetesSettings(_Model):
     replicas: int = Field(default=2, ge=0)
     resources: Resources = Resources()
     workers: int | None = Field(default=None, ge=1)
-    """Serving workers per pod; if unset, the runtime uses the container's CPU limit."""
+    """Serving workers per pod; if unset, one per GPU with ``gpu``, else the container's CPU limit."""
+    gpu: GpuSettings | None = None
     request_timeout_seconds: int = Field(default=60, ge=1)
     autoscaling: AutoscalingSettings | None = None
     service_type: Literal["ClusterIP", "LoadBalancer"] = "ClusterIP"
@@ -233,3 +337,17 @@ class KubernetesSettings(_Model):
         return self
 
 
+
+
+def _kubernetes_cross_checks(s: Settings) -> None:
+    """Checks of ``kubernetes`` against the rest of the stack (called by Settings._cross_checks)."""
+    k = s.kubernetes
+    if k is None:
+        return
+    a = k.autoscaling
+    if a is not None and a.keda and not s.monitoring.enabled:
+        raise _KeyedError(
+            "kubernetes.autoscaling.metric",
+            f"{a.metric!r} scales on the runtime's Prometheus series, which the PodMonitor of "
+            "monitoring collects: turn monitoring.enabled on, or use metric 'cpu'",
+        )

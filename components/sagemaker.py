@@ -181,7 +181,7 @@ def container_environment(model: str, version: str, cfg: SageMakerSettings) -> d
     return serving_env(
         model,
         version,
-        workers=cfg.workers,
+        workers=cfg.workers if cfg.workers is not None else (cfg.gpus or None),
         timeout_seconds=cfg.request_timeout_seconds,
         max_body_bytes=SAGEMAKER_MAX_BODY_BYTES,
     )
@@ -189,6 +189,19 @@ def container_environment(model: str, version: str, cfg: SageMakerSettings) -> d
 
 def production_variant(v: Variant, model_name: pulumi.Input[str], cfg: SageMakerSettings) -> dict[str, Any]:
     """A ``production_variants`` / ``shadow_production_variants`` entry (pulumi_aws input)."""
+    if cfg.serverless is not None:
+        # ProductionVariant: ServerlessConfig instead of InstanceType/InitialInstanceCount; the
+        # startup health-check timeout and the volume size are instance settings
+        sv = cfg.serverless
+        serverless: dict[str, Any] = {"memory_size_in_mb": sv.memory_size_mb, "max_concurrency": sv.max_concurrency}
+        if sv.provisioned_concurrency is not None:
+            serverless["provisioned_concurrency"] = sv.provisioned_concurrency
+        return {
+            "variant_name": v.name,
+            "model_name": model_name,
+            "initial_variant_weight": v.weight,
+            "serverless_config": serverless,
+        }
     out: dict[str, Any] = {
         "variant_name": v.name,
         "model_name": model_name,
@@ -408,9 +421,15 @@ def _metric_query(qid: str, metric: str, dims: dict[str, str]) -> dict[str, Any]
 def scaling_policy_config(cfg: SageMakerSettings) -> dict[str, Any]:
     a = cfg.autoscaling
     assert a is not None
+    if a.metric == "concurrency":
+        # application-autoscaling MetricType (botocore): the variant's ConcurrentRequestsPerModel,
+        # emitted every 10 seconds ("HighResolution"), so scale-out follows a burst within a minute
+        metric, target = "SageMakerVariantConcurrentRequestsPerModelHighResolution", a.concurrent_requests_per_model
+    else:
+        metric, target = "SageMakerVariantInvocationsPerInstance", a.invocations_per_instance
     return {
-        "target_value": a.invocations_per_instance,
-        "predefined_metric_specification": {"predefined_metric_type": "SageMakerVariantInvocationsPerInstance"},
+        "target_value": target,
+        "predefined_metric_specification": {"predefined_metric_type": metric},
         "scale_in_cooldown": a.scale_in_cooldown_seconds,
         "scale_out_cooldown": a.scale_out_cooldown_seconds,
     }
@@ -676,7 +695,7 @@ class SageMakerModelService(pulumi.ComponentResource):
                     "mode": "SingleModel",
                     "environment": container_environment(model, version, cfg),
                 },
-                enable_network_isolation=cfg.network_isolation,
+                enable_network_isolation=cfg.effective_network_isolation,
                 # Kept in AWS with the retained EndpointConfigurations (docs/sagemaker.md): a config
                 # names its Models (ProductionVariant.ModelName), DeleteModel does not refuse a
                 # Model a config still names, and an endpoint SageMaker rolled back runs a config
@@ -762,8 +781,9 @@ class SageMakerModelService(pulumi.ComponentResource):
                 "role": v.role,
                 "weight": v.weight,
                 "shadow": v.shadow,
-                "instanceType": cfg.instance_type,
-                "instanceCount": v.instance_count,
+                "instanceType": None if cfg.serverless is not None else cfg.instance_type,
+                "instanceCount": None if cfg.serverless is not None else v.instance_count,
+                "gpus": cfg.gpus,
                 "model": self.models[v.version].name,
                 "image": image_uris[v.version],
             }

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from components.gpu import sagemaker_accelerator_note, sagemaker_gpus
 from components.settings_base import _KeyedError, _Model
 
 if TYPE_CHECKING:
@@ -118,12 +119,18 @@ class SageMakerDeploymentSettings(_Model):
 
 
 class SageMakerAutoscalingSettings(_Model):
-    """Application Auto Scaling, target tracking on SageMakerVariantInvocationsPerInstance."""
+    """Application Auto Scaling, target tracking on SageMakerVariantInvocationsPerInstance
+    (``metric: invocations``) or SageMakerVariantConcurrentRequestsPerModelHighResolution
+    (``metric: concurrency``, the high-resolution concurrency metric botocore's
+    application-autoscaling ``MetricType`` enum lists for SageMaker variants)."""
 
+    metric: Literal["invocations", "concurrency"] = "invocations"
     min_instances: int = Field(default=1, ge=1)
     max_instances: int = Field(default=4, ge=1)
     invocations_per_instance: float = Field(default=1000, gt=0)
-    """Target invocations per instance per minute."""
+    """``invocations``: target invocations per instance per minute."""
+    concurrent_requests_per_model: float = Field(default=4, gt=0)
+    """``concurrency``: target requests in flight per model copy (instance), sampled every 10 s."""
     scale_in_cooldown_seconds: int = Field(default=300, ge=0)
     scale_out_cooldown_seconds: int = Field(default=60, ge=0)
     include_candidate: bool = False
@@ -183,6 +190,31 @@ class SageMakerAlarmSettings(_Model):
         return v
 
 
+class SageMakerServerlessSettings(_Model):
+    """A serverless endpoint instead of instances (ProductionVariantServerlessConfig: botocore's
+    SageMaker model, MemorySizeInMB 1024-6144 in 1 GB steps, MaxConcurrency and
+    ProvisionedConcurrency 1-200, provisioned at most max)."""
+
+    memory_size_mb: int = Field(default=2048, ge=1024, le=6144)
+    max_concurrency: int = Field(default=20, ge=1, le=200)
+    provisioned_concurrency: int | None = Field(default=None, ge=1, le=200)
+    """Warm capacity kept ready (no cold start for that many concurrent requests), billed while idle."""
+
+    @field_validator("memory_size_mb")
+    @classmethod
+    def _gb_steps(cls, v: int) -> int:
+        if v % 1024:
+            raise ValueError(f"memory comes in 1 GB steps: 1024, 2048, 3072, 4096, 5120 or 6144 (got {v})")
+        return v
+
+    @model_validator(mode="after")
+    def _provisioned_le_max(self) -> SageMakerServerlessSettings:
+        p = self.provisioned_concurrency
+        if p is not None and p > self.max_concurrency:
+            raise ValueError(f"provisionedConcurrency ({p}) is more than maxConcurrency ({self.max_concurrency})")
+        return self
+
+
 class SageMakerSettings(_Model):
     """AWS SageMaker real-time endpoint (the target is on when the key is present)."""
 
@@ -198,7 +230,13 @@ class SageMakerSettings(_Model):
     container_startup_timeout_seconds: int = Field(default=600, ge=60, le=3600)
     """How long a new instance may take to answer /ping (model load included)."""
     workers: int | None = Field(default=None, ge=1)
-    """Serving workers per instance; default: the instance's CPU count."""
+    """Serving workers per instance; default: one per GPU on a GPU instance, else its CPU count."""
+    gpu: bool | None = None
+    """Serve on the instance's GPUs (CUDA image, one worker per GPU). Default: on exactly when
+    ``instanceType`` has GPUs; ``true`` with a CPU instance type is an error."""
+    serverless: SageMakerServerlessSettings | None = None
+    """A serverless endpoint (no instances, scales to zero): see docs/sagemaker.md for what it
+    cannot do (candidates, shadow, data capture, network isolation, GPUs, autoscaling)."""
     request_timeout_seconds: int = Field(default=60, ge=1, le=60)
     """SageMaker gives a real-time invocation 60 seconds at most."""
     network_isolation: bool = True
@@ -251,6 +289,62 @@ class SageMakerSettings(_Model):
         if v not in _LOG_RETENTION_DAYS:
             raise ValueError(f"CloudWatch Logs keeps logs for one of {_LOG_RETENTION_DAYS} days (got {v})")
         return v
+
+    @property
+    def gpus(self) -> int:
+        """GPUs per instance the serving container uses (0: CPU serving)."""
+        if self.gpu is False or self.serverless is not None:
+            return 0
+        return sagemaker_gpus(self.instance_type)
+
+    @property
+    def effective_network_isolation(self) -> bool:
+        """Serverless endpoints do not support network isolation (serverless-endpoints.html)."""
+        return self.network_isolation and self.serverless is None
+
+    @model_validator(mode="after")
+    def _compute(self) -> SageMakerSettings:
+        try:
+            n = sagemaker_gpus(self.instance_type)
+        except ValueError as exc:
+            raise _KeyedError("sagemaker.instanceType", str(exc)) from None
+        if self.gpu and n == 0:
+            note = sagemaker_accelerator_note(self.instance_type)
+            raise _KeyedError(
+                "sagemaker.gpu",
+                note or f"{self.instance_type} has no GPU; pick a GPU instance type (ml.g5.xlarge, ml.g6.xlarge, ...)",
+            )
+        if self.serverless is not None:
+            # "Feature exclusions: ... GPUs, ... network isolation, data capture, multiple production
+            # variants ..." (docs.aws.amazon.com/sagemaker/latest/dg/serverless-endpoints.html);
+            # the instances' autoscaling is replaced by the serverless concurrency.
+            explicit = self.model_fields_set
+            refused = {
+                "sagemaker.gpu": self.gpu is True,
+                "sagemaker.instanceType": "instance_type" in explicit,
+                "sagemaker.instanceCount": "instance_count" in explicit,
+                "sagemaker.candidateInstanceCount": self.candidate_instance_count is not None,
+                "sagemaker.volumeSizeGb": self.volume_size_gb is not None,
+                "sagemaker.dataCapture": self.data_capture is not None,
+                "sagemaker.autoscaling": self.autoscaling is not None,
+                "sagemaker.networkIsolation": "network_isolation" in explicit and self.network_isolation,
+            }
+            for key, bad in refused.items():
+                if bad:
+                    raise _KeyedError(
+                        key,
+                        "a serverless endpoint (sagemaker.serverless) has no instances and no "
+                        f"{key.split('.')[-1]}: SageMaker Serverless Inference excludes GPUs, network "
+                        "isolation, data capture and instance autoscaling; drop it or drop serverless",
+                    )
+            d = self.deployment
+            for key, size in (("canarySize", d.canary_size), ("linearStepSize", d.linear_step_size)):
+                if size is not None and size.type == "INSTANCE_COUNT":
+                    raise _KeyedError(
+                        f"sagemaker.deployment.{key}",
+                        "a serverless endpoint has no instances to count; use type CAPACITY_PERCENT",
+                    )
+        return self
 
     @model_validator(mode="after")
     def _combinations(self) -> SageMakerSettings:
@@ -341,6 +435,19 @@ def _sagemaker_cross_checks(s: Settings) -> None:
     sm = s.sagemaker
     if sm is None:
         return
+    c = s.candidate
+    if sm.serverless is not None and c is not None:
+        # a candidate is a second production variant (canary, blue-green preview) or a shadow
+        # variant: serverless endpoints take neither ("multiple production variants" in the
+        # Serverless Inference feature exclusions; "Serverless inference" in the shadow tests'
+        # exclusions, docs.aws.amazon.com/sagemaker/latest/dg/shadow-tests-exclusions.html)
+        raise _KeyedError(
+            "candidate",
+            f"a serverless SageMaker endpoint runs one production variant: no {c.strategy} candidate "
+            "beside it. Promote by setting model.version: the endpoint update is a blue/green "
+            "deployment under sagemaker.deployment (ALL_AT_ONCE, CANARY or LINEAR by capacity "
+            "percent, with the rollback alarms); rolling updates are not offered for serverless",
+        )
     live = [s.model.version] + ([s.candidate.version] if s.candidate is not None else [])
     for version, uri in sorted(s.image.uris.items()):
         if version in live and not ECR_IMAGE.match(uri):

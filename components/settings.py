@@ -32,7 +32,13 @@ from components.analysis_settings import (
     steps_problem,
 )
 from components.azureml_settings import AZUREML_MAX_MIRROR_PERCENT, AzureMlSettings
-from components.kubernetes_settings import EgressPeer, KubernetesSettings, ResourceQuantities, Resources
+from components.kubernetes_settings import (
+    EgressPeer,
+    KubernetesSettings,
+    ResourceQuantities,
+    Resources,
+    _kubernetes_cross_checks,
+)
 from components.sagemaker_settings import SageMakerSettings, _sagemaker_cross_checks
 from components.settings_base import (
     NAMESPACE,
@@ -385,6 +391,7 @@ class Settings(_Model):
         _analysis_cross_checks(self)
         _drift_cross_checks(self)
         _sagemaker_cross_checks(self)
+        _kubernetes_cross_checks(self)
         if self.vertex is not None:
             _vertex_cross_checks(self)
         if not self.targets:

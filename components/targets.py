@@ -25,6 +25,16 @@ def apply_secrets(config: pulumi.Config) -> None:
         os.environ.setdefault("MLFLOW_TRACKING_TOKEN", token)
 
 
+def keda_prometheus_address(settings: Settings) -> str | None:
+    """The Prometheus KEDA's triggers query, when the Kubernetes target autoscales on requests."""
+    k = settings.kubernetes
+    if k is None or k.autoscaling is None or not k.autoscaling.keda:
+        return None
+    from components.autoscaling import default_prometheus_address
+
+    return k.autoscaling.prometheus_address or default_prometheus_address(settings.monitoring.stack_namespace)
+
+
 def declare(
     settings: Settings,
     plan: TrafficPlan,
@@ -65,6 +75,7 @@ def declare(
                 registry_password=config.get_secret("imageRegistryPassword"),
                 metrics_namespace=metrics_ns,
                 capture=capture,
+                keda_prometheus_address=keda_prometheus_address(settings),
             ),
         )
         exports["kubernetes"] = {

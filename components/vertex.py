@@ -93,7 +93,8 @@ def version_labels(model: str, version: str, cfg: VertexSettings) -> dict[str, s
 
 
 def container_env(model: str, version: str, cfg: VertexSettings) -> dict[str, str]:
-    return serving_env(model, version, workers=cfg.workers)
+    workers = cfg.workers if cfg.workers is not None else (cfg.gpus or None)
+    return serving_env(model, version, workers=workers)
 
 
 def container_spec(image_uri: str, model: str, version: str, cfg: VertexSettings) -> dict[str, Any]:
@@ -109,7 +110,7 @@ def container_spec(image_uri: str, model: str, version: str, cfg: VertexSettings
 
 def machine_spec(cfg: VertexSettings) -> dict[str, Any]:
     """The deployment fields Vertex cannot change in place (a change is a new deployed model)."""
-    return machine_fields(cfg.machine_type, cfg.service_account)
+    return machine_fields(cfg.machine_type, cfg.service_account, *cfg.accelerator)
 
 
 def deployment_inputs(model: str, version: str, image_uri: str, cfg: VertexSettings) -> dict[str, Any]:

@@ -74,7 +74,13 @@ STATE_KEYS = frozenset({"version", "network"})
 ``network`` marks a VPC-peered private endpoint (replacements there are delete-first)."""
 IDENTITY_KEYS = ("project", "region", "endpoint", "modelId", "deployedModelId")
 """What names the live objects: a change of any of these, and only these, is a replacement."""
-HASHED_KEYS = {"container": "modelId", "machineType": "deployedModelId", "serviceAccount": "deployedModelId"}
+HASHED_KEYS = {
+    "container": "modelId",
+    "machineType": "deployedModelId",
+    "serviceAccount": "deployedModelId",
+    "acceleratorType": "deployedModelId",
+    "acceleratorCount": "deployedModelId",
+}
 """Inputs that cannot change in place, and the ID each is hashed into (checked by ``check``)."""
 DEPLOYMENT_KEYS = (
     "project",
@@ -88,6 +94,8 @@ DEPLOYMENT_KEYS = (
     "labels",
     "machineType",
     "serviceAccount",
+    "acceleratorType",
+    "acceleratorCount",
     "minReplicas",
     "maxReplicas",
     "targetCpuUtilization",
@@ -124,9 +132,20 @@ def deployed_model_id_for(endpoint: str, model_id: str, machine: Mapping[str, An
     return str(1_000_000_000 + n % 9_000_000_000)
 
 
-def machine_fields(machine_type: Any, service_account: Any) -> dict[str, Any]:
-    """The deployment fields Vertex cannot change in place, as hashed into the deployed model ID."""
-    return {"machineType": machine_type, "serviceAccount": service_account}
+def machine_fields(
+    machine_type: Any, service_account: Any, accelerator_type: Any = None, accelerator_count: Any = None
+) -> dict[str, Any]:
+    """The deployment fields Vertex cannot change in place, as hashed into the deployed model ID.
+
+    MachineSpec's ``acceleratorType`` is "Immutable" (REST v1 MachineSpec), and a DeployedModel's
+    dedicated resources other than the replica counts and autoscaling metric specs cannot be
+    mutated: a GPU change is a new deployed model. The accelerator keys are present only when an
+    accelerator is set, so a CPU deployment keeps the ID it always had."""
+    out = {"machineType": machine_type, "serviceAccount": service_account}
+    if accelerator_type is not None:
+        out["acceleratorType"] = accelerator_type
+        out["acceleratorCount"] = accelerator_count
+    return out
 
 
 def deployment_identity(props: Mapping[str, Any]) -> tuple[str, str, str]:
@@ -152,7 +171,12 @@ def id_problems(props: Mapping[str, Any]) -> list[tuple[str, str]]:
         if not str(model_id).endswith(f"-{want}"):
             problems.append(("container", f"modelId {model_id} is not hashed from this container (want -{want})"))
     endpoint, dm_id = props.get("endpoint"), props.get("deployedModelId")
-    machine = machine_fields(props.get("machineType"), props.get("serviceAccount"))
+    machine = machine_fields(
+        props.get("machineType"),
+        props.get("serviceAccount"),
+        props.get("acceleratorType"),
+        props.get("acceleratorCount"),
+    )
     if all(_known(v) for v in (endpoint, model_id, dm_id, *machine.values())):
         want = deployed_model_id_for(str(endpoint), str(model_id), machine)
         if str(dm_id) != want:
@@ -269,6 +293,8 @@ class DeploySpec:
     max_replicas: int
     target_cpu_utilization: int
     service_account: str | None = None
+    accelerator_type: str | None = None
+    accelerator_count: int | None = None
 
 
 @dataclass(frozen=True)
@@ -419,7 +445,15 @@ class AiplatformApi:
             )
         return EndpointState(name=ep.name, deployed_models=deployed, traffic_split=dict(ep.traffic_split))
 
-    def _resources(self, min_replicas: int, max_replicas: int, target_cpu: int, machine_type: str | None) -> Any:
+    def _resources(
+        self,
+        min_replicas: int,
+        max_replicas: int,
+        target_cpu: int,
+        machine_type: str | None,
+        accelerator_type: str | None = None,
+        accelerator_count: int | None = None,
+    ) -> Any:
         v1 = self._v1
         res = v1.DedicatedResources(
             min_replica_count=min_replicas,
@@ -428,6 +462,9 @@ class AiplatformApi:
         )
         if machine_type is not None:
             res.machine_spec = v1.MachineSpec(machine_type=machine_type)
+            if accelerator_type is not None:
+                res.machine_spec.accelerator_type = v1.AcceleratorType[accelerator_type]
+                res.machine_spec.accelerator_count = accelerator_count or 1
         return res
 
     def deploy_model(self, endpoint: str, spec: DeploySpec, traffic_split: dict[str, int] | None) -> None:
@@ -437,7 +474,12 @@ class AiplatformApi:
             model=spec.model,
             display_name=spec.display_name,
             dedicated_resources=self._resources(
-                spec.min_replicas, spec.max_replicas, spec.target_cpu_utilization, spec.machine_type
+                spec.min_replicas,
+                spec.max_replicas,
+                spec.target_cpu_utilization,
+                spec.machine_type,
+                spec.accelerator_type,
+                spec.accelerator_count,
             ),
             service_account=spec.service_account or "",
         )
@@ -513,7 +555,8 @@ class ModelDeploymentProvider(_Provider):
     Inputs (camelCase): ``project``, ``region``, ``endpoint`` (resource name), ``modelId``,
     ``deployedModelId``, ``displayName``, ``version``, ``container`` (``imageUri``, ``port``,
     ``predictRoute``, ``healthRoute``, ``env``), ``labels``, ``machineType``, ``serviceAccount``,
-    ``minReplicas``, ``maxReplicas``, ``targetCpuUtilization``, ``network`` (set: the endpoint is
+    ``acceleratorType`` / ``acceleratorCount`` (only with a GPU), ``minReplicas``, ``maxReplicas``,
+    ``targetCpuUtilization``, ``network`` (set: the endpoint is
     VPC-peered). Outputs add ``modelName``.
     """
 
@@ -621,6 +664,8 @@ class ModelDeploymentProvider(_Provider):
                     max_replicas=hi,
                     target_cpu_utilization=cpu,
                     service_account=props.get("serviceAccount") or None,
+                    accelerator_type=props.get("acceleratorType") or None,
+                    accelerator_count=int(props["acceleratorCount"]) if props.get("acceleratorCount") else None,
                 ),
                 first,
             )

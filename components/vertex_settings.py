@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import Field, field_validator, model_validator
 
+from components.gpu import check_vertex_accelerator
 from components.settings_base import _KeyedError, _Model
 
 if TYPE_CHECKING:
@@ -49,6 +50,11 @@ class VertexSettings(_Model):
     create_repository: bool = True
     """Declare the repository; ``false`` pushes to an existing one (``repositoryId``)."""
     machine_type: str = Field(default="n1-standard-2", min_length=1)
+    accelerator_type: str | None = None
+    """GPUs of each replica (MachineSpec.acceleratorType, the API's AcceleratorType enum, e.g.
+    ``NVIDIA_L4``): attached to N1 machines, or the ones A2/A3/A4/G2 machine types come with."""
+    accelerator_count: int | None = Field(default=None, ge=1)
+    """How many; default 1 on N1, the machine's own count on A2/A3/A4/G2."""
     min_replicas: int = Field(default=1, ge=1)
     max_replicas: int = Field(default=2, ge=1)
     target_cpu_utilization: int = Field(default=60, ge=1, le=100)
@@ -122,6 +128,27 @@ class VertexSettings(_Model):
                     f"letter, at most 63 characters (got {key!r}: {value!r})"
                 )
         return v
+
+    @property
+    def accelerator(self) -> tuple[str | None, int | None]:
+        """(acceleratorType, acceleratorCount) as deployed: the machine type's own count filled in."""
+        got = check_vertex_accelerator(self.machine_type, self.accelerator_type, self.accelerator_count)
+        return (None, None) if got is None else got
+
+    @property
+    def gpus(self) -> int:
+        return self.accelerator[1] or 0
+
+    @model_validator(mode="after")
+    def _accelerator(self) -> VertexSettings:
+        try:
+            check_vertex_accelerator(self.machine_type, self.accelerator_type, self.accelerator_count)
+        except ValueError as exc:
+            msg = str(exc)
+            count = msg.startswith("acceleratorCount") or "(got acceleratorCount" in msg
+            key = "vertex.acceleratorCount" if count else "vertex.acceleratorType"
+            raise _KeyedError(key, str(exc)) from None
+        return self
 
     @model_validator(mode="after")
     def _combinations(self) -> VertexSettings:

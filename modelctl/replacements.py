@@ -482,6 +482,14 @@ RULES: dict[str, Rule] = {
     "kubernetes:networking.k8s.io/v1:NetworkPolicy": _k8s(),
     "kubernetes:gateway.networking.k8s.io/v1:HTTPRoute": _k8s(note="A CustomResource: no kind-specific rule."),
     "kubernetes:monitoring.coreos.com/v1:PodMonitor": _k8s(note="A CustomResource: no kind-specific rule."),
+    "kubernetes:keda.sh/v1alpha1:ScaledObject": _k8s(
+        note=(
+            "A CustomResource: no kind-specific rule, every spec field (triggers, replica bounds, "
+            "scaleTargetRef) updates in place; KEDA reconciles the HPA it owns "
+            "(kedacore/keda v2.20.2 controllers/keda/scaledobject_controller.go updates the HPA on "
+            "a changed ScaledObject)."
+        )
+    ),
     "kubernetes:monitoring.coreos.com/v1:PrometheusRule": _k8s(note="A CustomResource: no kind-specific rule."),
     "kubernetes:helm.sh/v3:Release": Rule(
         force_new=("name", "namespace"),

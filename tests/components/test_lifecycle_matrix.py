@@ -43,6 +43,7 @@ SM_ENDPOINT = "aws:sagemaker/endpoint:Endpoint"
 SCALING_TYPES = {
     "kubernetes:apps/v1:Deployment",  # spec.replicas only: restarts() catches a pod-template change
     "kubernetes:autoscaling/v2:HorizontalPodAutoscaler",
+    "kubernetes:keda.sh/v1alpha1:ScaledObject",
     "kubernetes:policy/v1:PodDisruptionBudget",
     "azure-native:monitor:AutoscaleSetting",
     "aws:appautoscaling/target:Target",
@@ -55,6 +56,16 @@ K8S_GATEWAY = {
     "gateway": {"name": "public", "namespace": "gateway-system"},
 }
 K8S_SERVICE = {"namespace": "models", "replicas": 3, "autoscaling": {"minReplicas": 3, "maxReplicas": 6}}
+K8S_KEDA = {
+    "namespace": "models",
+    "replicas": 3,
+    "autoscaling": {
+        "metric": "requests",
+        "minReplicas": 0,
+        "maxReplicas": 6,
+        "wakeQuery": 'sum(rate(nginx_ingress_controller_requests{service="fraud-detector"}[1m]))',
+    },
+}
 SAGEMAKER = {"region": "eu-west-1", "instanceCount": 2, "tags": {"team": "risk"}}
 AZUREML = {
     "resourceGroup": "ml-rg",
@@ -85,6 +96,7 @@ TARGETS: dict[str, Callable[[], dict[str, Any]]] = {
         "kubernetes": K8S_GATEWAY,
         "monitoring": {"enabled": True, "drift": {"enabled": True, "reference": "models:/fraud-detector/1"}},
     },
+    "kubernetes-keda": lambda: {"kubernetes": K8S_KEDA, "monitoring": {"enabled": True}},
     "sagemaker": lambda: {"kubernetes": None, "sagemaker": SAGEMAKER},
     "azureml": lambda: {"kubernetes": None, "azureml": AZUREML},
     "vertex": lambda: {"kubernetes": None, "vertex": VERTEX},

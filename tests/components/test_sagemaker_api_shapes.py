@@ -19,7 +19,7 @@ from botocore.validate import ParamValidator
 from modelctl.mocks_aws import autoname
 from modelctl.render import Declared, Rendered, run_program
 from modelctl.sample import SampleRegistry
-from tests.components.sagemaker_cases import SCENARIOS, full_config, sm_config
+from tests.components.sagemaker_cases import SCENARIOS, SM, full_config, sm_config
 
 SESSION = botocore.session.get_session()
 
@@ -175,10 +175,15 @@ def alarm_request(r: Declared) -> dict[str, Any]:
 def renders(registry: SampleRegistry) -> dict[str, Rendered]:
     out = {name: run_program(sm_config(registry, **extra), stack="test") for name, extra in SCENARIOS.items()}
     out["full"] = run_program(full_config(registry), stack="test")
+    serverless = {**SM, "serverless": {"memorySizeMb": 3072, "maxConcurrency": 50, "provisionedConcurrency": 5}}
+    serverless.pop("instanceCount")
+    out["serverless"] = run_program(sm_config(registry, serverless), stack="test")
+    gpu = {**SM, "instanceType": "ml.g5.12xlarge", "autoscaling": {"metric": "concurrency", "minInstances": 2}}
+    out["gpu-concurrency"] = run_program(sm_config(registry, gpu), stack="test")
     return out
 
 
-CASES = [*SCENARIOS, "full"]
+CASES = [*SCENARIOS, "full", "serverless", "gpu-concurrency"]
 
 
 def of(out: Rendered, type_: str) -> list[Declared]:
