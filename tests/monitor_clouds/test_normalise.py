@@ -60,7 +60,9 @@ def vertex_records():
     return vertex.normalise(rows, model="iris", versions={"1000000003": "3"})
 
 
-@pytest.mark.parametrize("read", [sagemaker_records, azure_records, vertex_records], ids=["sagemaker", "azureml", "vertex"])
+@pytest.mark.parametrize(
+    "read", [sagemaker_records, azure_records, vertex_records], ids=["sagemaker", "azureml", "vertex"]
+)
 def test_every_format_gives_the_same_dataframe_and_outputs(read):
     records, _ = read()
     df, outputs = frame(records)
@@ -70,12 +72,18 @@ def test_every_format_gives_the_same_dataframe_and_outputs(read):
     assert {r["model"] for r in records} == {"iris"} and {r["version"] for r in records} == {"3"}
 
 
-@pytest.mark.parametrize("read", [sagemaker_records, azure_records, vertex_records], ids=["sagemaker", "azureml", "vertex"])
+@pytest.mark.parametrize(
+    "read", [sagemaker_records, azure_records, vertex_records], ids=["sagemaker", "azureml", "vertex"]
+)
 def test_records_match_what_kubernetes_capture_sends_for_the_same_rows(read):
     """Same inputs and same input_hash as the serving runtime's capture: drift and shadow pairing
     see cloud traffic exactly as they see Kubernetes traffic."""
     records, _ = read()
-    for record, rows in zip(records, [EXPECTED.values[:2].tolist(), EXPECTED.values[2:3].tolist(), EXPECTED.values[3:].tolist()], strict=True):
+    for record, rows in zip(
+        records,
+        [EXPECTED.values[:2].tolist(), EXPECTED.values[2:3].tolist(), EXPECTED.values[3:].tolist()],
+        strict=True,
+    ):
         k8s = kubernetes_record(rows)
         assert record["inputs"] == k8s["inputs"]
         assert record["input_hash"] == k8s["input_hash"]
@@ -94,7 +102,9 @@ def test_sagemaker_reads_csv_base64_and_json_bodies_and_counts_bad_lines():
 
 def test_sagemaker_base64_that_is_not_base64_is_counted():
     event = {
-        "captureData": {"endpointInput": {"observedContentType": "application/json", "data": "%%%", "encoding": "BASE64"}},
+        "captureData": {
+            "endpointInput": {"observedContentType": "application/json", "data": "%%%", "encoding": "BASE64"}
+        },
         "eventMetadata": {"eventId": "e", "inferenceTime": "2025-12-02T08:00:00Z"},
     }
     records, rejects = sagemaker.normalise([json.dumps(event)], model="iris", version="3")
@@ -104,7 +114,9 @@ def test_sagemaker_base64_that_is_not_base64_is_counted():
 def test_sagemaker_request_the_server_would_refuse_is_counted_not_raised():
     body_ = base64.b64encode(b'{"columns": ["a"], "data": [[1]]}').decode()  # MLflow 1.x format: refused
     event = {
-        "captureData": {"endpointInput": {"observedContentType": "application/json", "data": body_, "encoding": "BASE64"}},
+        "captureData": {
+            "endpointInput": {"observedContentType": "application/json", "data": body_, "encoding": "BASE64"}
+        },
         "eventMetadata": {"eventId": "e", "inferenceTime": "2025-12-02T08:00:00Z"},
     }
     records, rejects = sagemaker.normalise([json.dumps(event)], model="iris", version="3")
@@ -125,7 +137,9 @@ def test_azure_joins_responses_by_correlation_id_and_skips_blob_payloads():
 
 
 def test_azure_batched_custom_logging_event_is_one_record_with_all_rows():
-    records, rejects = azureml.normalise((AZ / "model_inputs/2025/12/02/08/5e6f.jsonl").open(), model="iris", version="3")
+    records, rejects = azureml.normalise(
+        (AZ / "model_inputs/2025/12/02/08/5e6f.jsonl").open(), model="iris", version="3"
+    )
     assert not rejects
     assert len(records) == 1 and records[0]["rows"] == 4
     df, _ = frame(records)
@@ -135,7 +149,12 @@ def test_azure_batched_custom_logging_event_is_one_record_with_all_rows():
 def test_azure_batched_payloads_become_one_record_per_request():
     split = {"dataframe_split": {"columns": COLUMNS, "data": EXPECTED.values[:2].tolist()}}
     recs = {"dataframe_records": [dict(zip(COLUMNS, EXPECTED.values[3].tolist(), strict=True))]}
-    event = {"type": "azureml.inference.request", "time": "2025-12-02T08:00:00Z", "correlationid": "b", "data": [split, recs]}
+    event = {
+        "type": "azureml.inference.request",
+        "time": "2025-12-02T08:00:00Z",
+        "correlationid": "b",
+        "data": [split, recs],
+    }
     records, _ = azureml.normalise([json.dumps(event)], model="iris", version="3")
     assert [r["id"] for r in records] == ["b#0", "b#1"]
     assert [r["rows"] for r in records] == [2, 1]
@@ -152,16 +171,31 @@ def test_vertex_counts_rows_of_other_deployed_models_and_bad_payloads():
     ("payload", "ctype"),
     [
         (b"sepal_length,sepal_width,petal_length,petal_width\n5.1,3.5,1.4,0.2\n", "text/csv"),
-        (b'{"dataframe_split": {"columns": ["sepal_length","sepal_width","petal_length","petal_width"], "data": [[5.1,3.5,1.4,0.2]]}}', "application/json"),
-        (b'{"dataframe_records": [{"sepal_length":5.1,"sepal_width":3.5,"petal_length":1.4,"petal_width":0.2}]}', "application/json; charset=utf-8"),
-        (b'{"inputs": {"sepal_length":[5.1],"sepal_width":[3.5],"petal_length":[1.4],"petal_width":[0.2]}}', "application/json"),
+        (
+            b'{"dataframe_split": {"columns": ["sepal_length","sepal_width","petal_length","petal_width"],'
+            b' "data": [[5.1,3.5,1.4,0.2]]}}',
+            "application/json",
+        ),
+        (
+            b'{"dataframe_records": [{"sepal_length":5.1,"sepal_width":3.5,"petal_length":1.4,"petal_width":0.2}]}',
+            "application/json; charset=utf-8",
+        ),
+        (
+            b'{"inputs": {"sepal_length":[5.1],"sepal_width":[3.5],"petal_length":[1.4],"petal_width":[0.2]}}',
+            "application/json",
+        ),
     ],
     ids=["csv", "dataframe_split", "dataframe_records", "inputs"],
 )
 def test_every_mlflow_request_format_gives_the_same_inputs(payload, ctype):
     data = body.parse_request(payload, ctype)
     record = body.make_record("r", 0.0, "iris", "3", data, [0])
-    assert record["inputs"] == {"sepal_length": [5.1], "sepal_width": [3.5], "petal_length": [1.4], "petal_width": [0.2]}
+    assert record["inputs"] == {
+        "sepal_length": [5.1],
+        "sepal_width": [3.5],
+        "petal_length": [1.4],
+        "petal_width": [0.2],
+    }
 
 
 def test_parquet_body_is_read_like_the_server_reads_it():
