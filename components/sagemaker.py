@@ -51,7 +51,7 @@ from components.sagemaker_settings import (
     SageMakerDeploymentSettings,
     SageMakerSettings,
 )
-from components.settings import AlertThresholds, ImageSettings
+from components.settings import AlertThresholds, DriftSettings, ImageSettings
 
 COMPONENT_TYPE = "mlflow-deploy:index:SageMakerModelService"
 STABLE_VARIANT = "stable"
@@ -590,6 +590,8 @@ class SageMakerModelServiceArgs:
     dashboard: bool = True
     images: dict[str, pulumi.Input[str]] | None = None
     """Image reference per live version, if already known (skips ModelImage)."""
+    drift: DriftSettings | None = None
+    """``monitoring.drift`` when enabled: the scheduled monitor job, its alarms (sagemaker_quality.py)."""
 
 
 class SageMakerModelService(pulumi.ComponentResource):
@@ -749,6 +751,30 @@ class SageMakerModelService(pulumi.ComponentResource):
             )
             self.dashboard_url = board.dashboard_name.apply(lambda n: dashboard_url(cfg.region, n))
 
+        # --- model quality (monitoring.drift): the scheduled monitor job over the data capture
+        self.quality: Any = None
+        if args.drift is not None and args.drift.enabled and cfg.data_capture is not None and args.drift.image:
+            from components.sagemaker_quality import SageMakerModelQuality, SageMakerModelQualityArgs
+
+            self.quality = SageMakerModelQuality(
+                f"{base}-sm-quality",
+                SageMakerModelQualityArgs(
+                    model_name=model,
+                    endpoint=endpoint,
+                    region=cfg.region,
+                    partition=partition,
+                    account_id=account_id,
+                    plan=plan,
+                    variants=variants,
+                    data_capture=cfg.data_capture,
+                    drift=args.drift,
+                    thresholds=args.thresholds,
+                    image=args.drift.image,
+                    dashboard=args.dashboard,
+                ),
+                opts=pulumi.ResourceOptions(parent=self, provider=provider),
+            )
+
         self.endpoint_name = endpoint_res.name
         self.endpoint_config_name = config.name
         self.invoke_url = invoke_url(cfg.region, endpoint)
@@ -779,6 +805,8 @@ class SageMakerModelService(pulumi.ComponentResource):
             "repositoryUrl": self.repository_url,
             "dashboardUrl": self.dashboard_url,
         }
+        if self.quality is not None:
+            self.exports["quality"] = self.quality.exports
         self.register_outputs(dict(self.exports))
 
     def _images(

@@ -352,6 +352,7 @@ class Settings(_Model):
         if self.monitoring.stack_values and not self.monitoring.install_stack:
             raise _KeyedError("monitoring.stackValues", "only used with installStack: true")
         _sagemaker_cross_checks(self)
+        _drift_cloud_checks(self)
         if self.vertex is not None:
             _vertex_cross_checks(self)
         if not self.targets:
@@ -440,3 +441,36 @@ def load_settings() -> Settings:
             raw[name] = value
     return parse_settings(raw)
 
+
+
+def _drift_cloud_checks(s: Settings) -> None:
+    """``monitoring.drift`` on a cloud target: what its scheduled monitor job needs (issue 16)."""
+    drift = s.monitoring.drift
+    if not drift.enabled:
+        return
+    sm = s.sagemaker
+    if sm is not None:
+        if sm.data_capture is None:
+            raise _KeyedError(
+                "sagemaker.dataCapture",
+                "drift on SageMaker reads the endpoint's data capture: set "
+                "sagemaker.dataCapture.destinationS3Uri (s3://bucket/prefix; the endpoint's records go "
+                "under <prefix>/<endpoint>/<variant>/yyyy/mm/dd/hh/)",
+            )
+        if "Input" not in sm.data_capture.capture:
+            raise _KeyedError(
+                "sagemaker.dataCapture.capture", "drift needs the requests: capture must include Input"
+            )
+    for target in ("azureml", "vertex"):
+        if getattr(s, target) is not None:
+            raise _KeyedError(
+                "monitoring.drift.enabled",
+                f"drift detection is built for kubernetes and sagemaker; on {target} it is not yet "
+                "(its capture format is read by `python -m monitor run-once`, the scheduled job is not declared)",
+            )
+    if sm is not None and not drift.image:
+        raise _KeyedError(
+            "monitoring.drift.image",
+            "SageMaker runs the monitor image as a scheduled Processing job: set a prebuilt monitor "
+            "image in ECR the job can pull",
+        )

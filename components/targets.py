@@ -86,6 +86,7 @@ def declare(
                 image=settings.image,
                 thresholds=settings.monitoring.thresholds,
                 dashboard=settings.monitoring.enabled,
+                drift=settings.monitoring.drift if settings.monitoring.drift.enabled else None,
             ),
         )
         exports["sagemaker"] = sm_svc.exports

@@ -252,6 +252,19 @@ RULES: dict[str, Rule] = {
         ),
         delete_before_replace="name",
     ),
+    "aws:scheduler/schedule:Schedule": Rule(
+        force_new=("groupName", "name", "namePrefix", "region"),
+        source=(
+            f"{_TF_AWS} internal/service/scheduler/schedule.go {_AWS_REV}: group_name, name, name_prefix "
+            "ForceNew; schedule_expression, flexible_time_window, target (arn, role_arn, input, retry_policy) "
+            "not ForceNew (resourceScheduleUpdate calls UpdateSchedule with the whole definition)" + _AWS_REGION
+        ),
+        delete_before_replace="name",
+        note=(
+            "A rollout changes the target's input (the monitor job's --versions/--stable/--candidate): "
+            "an in-place UpdateSchedule."
+        ),
+    ),
     "pulumi:providers:aws": Rule(
         force_new=("region",),
         source=(
