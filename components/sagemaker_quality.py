@@ -102,7 +102,7 @@ def run_once_arguments(
     stable = next((v for v in variants if v.role == "stable"), None)
     candidate = next((v for v in variants if v.role != "stable"), None)
     if stable is not None and candidate is not None:
-        args += ["--stable", stable.version, "--candidate", candidate.version, "--strategy", plan.strategy]
+        args += ["--stable", stable.version, "--candidate", candidate.version, "--strategy", plan.strategy or "canary"]
     return args
 
 

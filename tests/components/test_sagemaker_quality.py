@@ -130,7 +130,7 @@ def test_config_errors_name_the_key(registry, tmp_path, change, key) -> None:
         cfg["mlflow-deploy:sagemaker"] = {k: v for k, v in cfg["mlflow-deploy:sagemaker"].items() if k != "dataCapture"}
     else:
         cfg["mlflow-deploy:monitoring"]["drift"].pop("image")
-    with pytest.raises(Exception) as err:  # noqa: PT011 - the program wraps SettingsError
+    with pytest.raises(Exception) as err:
         run_program(cfg, stack="test")
     assert key in str(err.value) or isinstance(err.value, SettingsError)
     assert key in str(err.value)
