@@ -442,35 +442,39 @@ def load_settings() -> Settings:
     return parse_settings(raw)
 
 
-
 def _drift_cloud_checks(s: Settings) -> None:
-    """``monitoring.drift`` on a cloud target: what its scheduled monitor job needs (issue 16)."""
+    """``monitoring.drift`` on a cloud target: what its capture and scheduled monitor job need."""
     drift = s.monitoring.drift
     if not drift.enabled:
         return
     sm = s.sagemaker
-    if sm is not None:
-        if sm.data_capture is None:
-            raise _KeyedError(
-                "sagemaker.dataCapture",
-                "drift on SageMaker reads the endpoint's data capture: set "
-                "sagemaker.dataCapture.destinationS3Uri (s3://bucket/prefix; the endpoint's records go "
-                "under <prefix>/<endpoint>/<variant>/yyyy/mm/dd/hh/)",
-            )
-        if "Input" not in sm.data_capture.capture:
-            raise _KeyedError(
-                "sagemaker.dataCapture.capture", "drift needs the requests: capture must include Input"
-            )
-    for target in ("azureml", "vertex"):
-        if getattr(s, target) is not None:
-            raise _KeyedError(
-                "monitoring.drift.enabled",
-                f"drift detection is built for kubernetes and sagemaker; on {target} it is not yet "
-                "(its capture format is read by `python -m monitor run-once`, the scheduled job is not declared)",
-            )
-    if sm is not None and not drift.image:
+    # sagemaker.dataCapture unset: the stack captures to its own bucket (sagemaker_quality.py)
+    if sm is not None and sm.data_capture is not None and "Input" not in sm.data_capture.capture:
+        raise _KeyedError("sagemaker.dataCapture.capture", "drift needs the requests: capture must include Input")
+    az = s.azureml
+    if az is not None and az.monitor is None:
         raise _KeyedError(
-            "monitoring.drift.image",
-            "SageMaker runs the monitor image as a scheduled Processing job: set a prebuilt monitor "
-            "image in ECR the job can pull",
+            "azureml.monitor",
+            "drift on Azure ML reads the deployments' data collection from the workspace's default "
+            "storage: set azureml.monitor.storageAccountId and azureml.monitor.container (the "
+            "workspaceblobstore datastore's account and container)",
         )
+    vx = s.vertex
+    if vx is not None and vx.network is not None:
+        # Request-response logging is documented for public (shared, dedicated) and Private Service
+        # Connect endpoints (cloud.google.com/vertex-ai/docs/predictions/online-prediction-logging);
+        # a VPC-peered endpoint's clients call the deployed model's private URI directly
+        # (deployedModels.privateEndpoints.predictHttpUri), not the prediction service that logs.
+        raise _KeyedError(
+            "vertex.network",
+            "a VPC-peered private endpoint does not support request-response logging, which drift on "
+            "Vertex AI reads: use vertex.privateServiceConnect (or a public endpoint) with "
+            "monitoring.drift, or turn drift off for this stack",
+        )
+    for target in ("sagemaker", "azureml", "vertex"):
+        if getattr(s, target) is not None and not drift.image:
+            raise _KeyedError(
+                "monitoring.drift.image",
+                f"{target} runs the monitor image as a scheduled job: set a prebuilt monitor image "
+                "its job can pull (ECR for SageMaker, ACR or public for Azure ML, Artifact Registry for Vertex AI)",
+            )

@@ -104,6 +104,7 @@ def declare(
                 image=settings.image,
                 registry_password=config.get_secret("imageRegistryPassword"),
                 thresholds=settings.monitoring.thresholds if settings.monitoring.enabled else None,
+                drift=settings.monitoring.drift if settings.monitoring.drift.enabled else None,
             ),
         )
         exports["azureml"] = {
@@ -114,6 +115,8 @@ def declare(
             "traffic": az_svc.traffic,
             "mirrorTraffic": az_svc.mirror_traffic,
         }
+        if az_svc.quality is not None:
+            exports["azureml"]["quality"] = az_svc.quality.exports
     if settings.vertex is not None:
         from components.vertex import VertexModelService, VertexModelServiceArgs
 

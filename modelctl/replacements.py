@@ -365,6 +365,55 @@ RULES: dict[str, Rule] = {
         delete_before_replace="blobName",
         note="A new artifact file (source asset hash) replaces the blob. " + _AZ_NOTE,
     ),
+    "azure-native:managedidentity:UserAssignedIdentity": Rule(
+        force_new=("location", "resourceGroupName", "resourceName"),
+        source=(
+            f"{_AZ}: PUT path parameters resourceGroupName, resourceName replace; Azure/azure-rest-api-specs "
+            "msi Microsoft.ManagedIdentity stable/2023-01-31/ManagedIdentity.json Identity: TrackedResource "
+            "(location x-ms-mutability [read, create]); tags update in place"
+        ),
+        delete_before_replace="resourceName",
+        note="Replacing the identity gives it a new principal: its role assignments are replaced too. " + _AZ_NOTE,
+    ),
+    "azure-native:authorization:RoleAssignment": Rule(
+        force_new=("principalId", "roleAssignmentName", "roleDefinitionId", "scope"),
+        source=(
+            f"{_AZ}: PUT path parameters scope, roleAssignmentName replace; Azure/azure-rest-api-specs "
+            "authorization stable/2022-04-01/authorization-RoleAssignmentsCalls.json: a PUT that changes "
+            "principalId or scope of an existing assignment is refused with RoleAssignmentUpdateNotPermitted "
+            "('Tenant ID, application ID, principal ID, and scope are not allowed to be updated')"
+        ),
+        delete_before_replace="roleAssignmentName",
+        note=(
+            "principalId/roleDefinitionId are listed as replacing because the service refuses them as an "
+            "update; the name is a GUID derived from (resource group, endpoint, role), so a new principal "
+            "keeps the name and the replacement is delete-first (the job loses the grant for the moment "
+            "between; it runs on a schedule). " + _AZ_NOTE
+        ),
+    ),
+    "azure-native:app:ManagedEnvironment": Rule(
+        force_new=("environmentName", "location", "resourceGroupName"),
+        source=(
+            f"{_AZ}: PUT path parameters resourceGroupName, environmentName replace; Azure/azure-rest-api-specs "
+            "app Microsoft.App stable/2025-01-01/ManagedEnvironments.json: TrackedResource.location [read, create]; "
+            "vnetConfiguration fields are [read, create] but nested under `properties`"
+        ),
+        delete_before_replace="environmentName",
+        note=_AZ_NOTE,
+    ),
+    "azure-native:app:Job": Rule(
+        force_new=("jobName", "location", "resourceGroupName"),
+        source=(
+            f"{_AZ}: PUT path parameters resourceGroupName, jobName replace; Azure/azure-rest-api-specs app "
+            "Microsoft.App stable/2025-01-01/Jobs.json Job: TrackedResource.location [read, create]; "
+            "properties (environmentId, configuration, template) and identity have no x-ms-mutability"
+        ),
+        delete_before_replace="jobName",
+        note=(
+            "A rollout changes the container's args (the deployment -> version map, the shadow pair): an "
+            "in-place update of the job's template. " + _AZ_NOTE
+        ),
+    ),
     "pulumi:providers:azure-native": Rule(
         force_new=(),
         source=(
