@@ -567,7 +567,8 @@ class AzureMlModelEndpoint(pulumi.ComponentResource):
             self.quality = AzureMlModelQuality(
                 f"{prefix}-quality",
                 AzureMlModelQualityArgs(
-                    model_name=model, plan=plan, settings=cfg, drift=args.drift, thresholds=args.thresholds or AlertThresholds(),
+                    model_name=model, plan=plan, settings=cfg, drift=args.drift,
+                    thresholds=args.thresholds or AlertThresholds(),
                     endpoint_name=ep_name, endpoint_id=endpoint.id,
                     deployments={v: deployment_name(model, v) for v in plan.versions}, tags=tags,
                     after=list(self.deployments.values()),

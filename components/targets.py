@@ -129,6 +129,7 @@ def declare(
                 settings=settings.vertex,
                 image=settings.image,
                 thresholds=settings.monitoring.thresholds if settings.monitoring.enabled else None,
+                drift=settings.monitoring.drift if settings.monitoring.drift.enabled else None,
             ),
         )
         exports["vertex"] = {
@@ -140,4 +141,6 @@ def declare(
             "deployedModels": vx_svc.deployed_models,
             "imageRepository": vx_svc.image_repository,
         }
+        if vx_svc.quality is not None:
+            exports["vertex"]["quality"] = vx_svc.quality.exports
     return exports

@@ -493,6 +493,79 @@ RULES: dict[str, Rule] = {
             "severity, alert_strategy update in place"
         ),
     ),
+    "gcp:bigquery/dataset:Dataset": Rule(
+        force_new=("datasetId", "location", "project"),
+        source=(
+            f"{_TF_GOOGLE} google/services/bigquery/resource_bigquery_dataset.go: dataset_id, project, location "
+            "ForceNew; labels, description, delete_contents_on_destroy, default expirations update"
+        ),
+        note="The monitor's request-log dataset: not touched by a rollout.",
+    ),
+    "gcp:bigquery/table:Table": Rule(
+        force_new=("datasetId", "project", "tableId", "timePartitioning.field", "timePartitioning.type"),
+        source=(
+            f"{_TF_GOOGLE} google/services/bigquery/resource_bigquery_table.go: dataset_id, table_id, project "
+            "ForceNew; time_partitioning.type and .field ForceNew (expiration_ms updates); a schema change that "
+            "drops or retypes a column replaces (resourceBigQueryTableSchemaCustomizeDiff), an added column updates"
+        ),
+        note="The logging schema is fixed by Vertex AI: the program never changes it.",
+    ),
+    "gcp:bigquery/iamMember:IamMember": Rule(
+        force_new=("condition", "datasetId", "member", "project", "role", "tableId"),
+        source=(
+            f"{_TF_GOOGLE} google/services/bigquery/iam_bigquery_table.go + tpgiamresource/resource_iam_member.go: "
+            "every field of an IAM member resource (the parent's ids, role, member, condition) is ForceNew"
+        ),
+    ),
+    "gcp:projects/iAMMember:IAMMember": Rule(
+        force_new=("condition", "member", "project", "role"),
+        source=(
+            f"{_TF_GOOGLE} google/services/resourcemanager/resource_google_project_iam_member (tpgiamresource "
+            "resource_iam_member.go ResourceIamMember): project, role, member, condition ForceNew"
+        ),
+    ),
+    "gcp:serviceaccount/account:Account": Rule(
+        force_new=("accountId", "project"),
+        source=(
+            f"{_TF_GOOGLE} google/services/resourcemanager/resource_google_service_account.go: account_id, project "
+            "ForceNew; display_name, description, disabled update"
+        ),
+        note="Replacing the account gives it a new unique id: its IAM members are replaced too.",
+    ),
+    "gcp:cloudrunv2/job:Job": Rule(
+        force_new=("location", "name", "project"),
+        source=(
+            f"{_TF_GOOGLE} google/services/cloudrunv2/resource_cloud_run_v2_job.go: name, location, project "
+            "ForceNew; template (containers, args, image, service_account ...), labels update (PATCH)"
+        ),
+        note="A rollout changes the container args (deployed model -> version map): an in-place update.",
+    ),
+    "gcp:cloudrunv2/jobIamMember:JobIamMember": Rule(
+        force_new=("condition", "location", "member", "name", "project", "role"),
+        source=(
+            f"{_TF_GOOGLE} google/services/cloudrunv2/iam_cloud_run_v2_job.go + tpgiamresource "
+            "resource_iam_member.go: every field ForceNew"
+        ),
+    ),
+    "gcp:cloudscheduler/job:Job": Rule(
+        force_new=("name", "project", "region"),
+        source=(
+            f"{_TF_GOOGLE} google/services/cloudscheduler/resource_cloud_scheduler_job.go: name, region, project "
+            "ForceNew; schedule, http_target, retry_config, attempt_deadline, description update (PATCH)"
+        ),
+    ),
+    "gcp:monitoring/metricDescriptor:MetricDescriptor": Rule(
+        force_new=(
+            "description", "displayName", "launchStage", "metadata", "metricKind", "project", "type", "unit",
+            "valueType",
+        ),
+        source=(
+            f"{_TF_GOOGLE} google/services/monitoring/resource_monitoring_metric_descriptor.go (read through the "
+            "code index): description, display_name, metric_kind, type, value_type, launch_stage, metadata, unit, "
+            "project ForceNew; labels update"
+        ),
+        note="Fixed by the program: a rollout never changes a descriptor.",
+    ),
     "pulumi:providers:gcp": Rule(
         force_new=(),
         source=(
