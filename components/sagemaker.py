@@ -628,6 +628,14 @@ class SageMakerModelService(pulumi.ComponentResource):
             opts=child,
         )
         images = dict(args.images) if args.images is not None else self._images(args, repo, invoke_opts)
+        # monitoring.drift without sagemaker.dataCapture: capture to a bucket the stack owns
+        from components.sagemaker_quality import effective_data_capture
+
+        capture, capture_bucket = effective_data_capture(cfg.data_capture, args.drift, endpoint, cfg.region)
+        cfg = cfg.model_copy(update={"data_capture": capture})
+        capture_deps: list[pulumi.Resource] = []
+        if capture_bucket is not None:
+            capture_deps.append(aws.s3.Bucket(f"{base}-sm-capture", bucket=capture_bucket, opts=child))
         missing = [v for v in plan.versions if v not in images]
         if missing:
             raise ValueError(f"no image for version(s) {', '.join(missing)}")
@@ -697,7 +705,7 @@ class SageMakerModelService(pulumi.ComponentResource):
             shadow_production_variants=shadow or None,
             data_capture_config=data_capture_config(cfg.data_capture) if cfg.data_capture else None,
             opts=pulumi.ResourceOptions.merge(
-                child, pulumi.ResourceOptions(retain_on_delete=cfg.retain_replaced_configs)
+                child, pulumi.ResourceOptions(retain_on_delete=cfg.retain_replaced_configs, depends_on=capture_deps)
             ),
         )
 

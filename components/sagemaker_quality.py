@@ -48,7 +48,8 @@ PROCESSING_TARGET = "arn:aws:scheduler:::aws-sdk:sagemaker:createProcessingJob"
 JOB_INSTANCE_TYPE = "ml.m5.large"
 JOB_MAX_RUNTIME_SECONDS = 3600
 CAPTURE_DEFAULT_SUFFIX = "data-capture"
-"""With drift on, ``sagemaker.dataCapture`` with a bucket-only URI captures under this prefix."""
+"""With drift on and ``sagemaker.dataCapture`` unset, the stack's capture bucket holds the capture
+under this prefix."""
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -69,6 +70,34 @@ def schedule_expression(interval: str) -> str:
 def capture_uri(dc: SageMakerDataCaptureSettings, endpoint: str) -> str:
     """Where SageMaker writes the endpoint's capture: ``<DestinationS3Uri>/<EndpointName>``."""
     return f"{dc.destination_s3_uri.rstrip('/')}/{endpoint}"
+
+
+def default_capture_bucket(endpoint: str, region: str) -> str:
+    """``<endpoint>-capture-<region>``: the bucket the stack declares for the endpoint's capture when
+    drift is on and ``sagemaker.dataCapture`` is unset (a valid S3 name: lowercase, 63 at most)."""
+    name = f"{endpoint.lower()}-capture-{region}"
+    return name if len(name) <= 63 else f"{endpoint.lower()[: 63 - len(region) - 9].rstrip('-')}-capture-{region}"
+
+
+def effective_data_capture(
+    dc: SageMakerDataCaptureSettings | None, drift: DriftSettings | None, endpoint: str, region: str
+) -> tuple[SageMakerDataCaptureSettings | None, str | None]:
+    """The capture the endpoint runs with, and the bucket the stack must declare for it (None: the
+    user's own ``sagemaker.dataCapture``, or no drift). Drift on and no ``dataCapture``: requests and
+    responses at ``monitoring.drift.sample`` under ``s3://<default bucket>/data-capture``."""
+    if dc is not None or drift is None or not drift.enabled:
+        return dc, None
+    from components.sagemaker_settings import SageMakerDataCaptureSettings
+
+    bucket = default_capture_bucket(endpoint, region)
+    return (
+        SageMakerDataCaptureSettings(
+            destination_s3_uri=f"s3://{bucket}/{CAPTURE_DEFAULT_SUFFIX}",
+            sampling_percent=max(1, round(drift.sample * 100)),
+            capture=["Input", "Output"],
+        ),
+        bucket,
+    )
 
 
 def variant_versions(variants: Sequence[Variant]) -> str:
@@ -254,6 +283,7 @@ def alarm_specs(
     shadow = next((v for v in variants if v.shadow), None)
     if stable is not None and shadow is not None:
         name = f"{endpoint}-shadow-agreement"
+        dims = {"model": model, "stable": stable.version, "candidate": shadow.version}
         out.append(
             QualityAlarm(
                 f"{base_name(model)}-sm-shadow-agreement",
@@ -261,12 +291,20 @@ def alarm_specs(
                 {
                     "name": name,
                     "alarm_description": f"Shadow v{shadow.version} agrees with v{stable.version} on less than "
-                    f"monitoring.thresholds.shadowAgreement ({thresholds.shadow_agreement}) of paired requests",
-                    "namespace": NAMESPACE,
-                    "metric_name": "model_shadow_agreement_ratio",
-                    "dimensions": {"model": model, "stable": stable.version, "candidate": shadow.version},
-                    "statistic": "Minimum",
-                    "period": period,
+                    f"monitoring.thresholds.shadowAgreement ({thresholds.shadow_agreement}) of at least "
+                    f"shadowMinPairs ({thresholds.shadow_min_pairs}) paired requests",
+                    # metric math: with fewer pairs than shadowMinPairs agreement counts as 1 (unknown,
+                    # not breaching); a window without data stays missing (notBreaching)
+                    "metric_queries": [
+                        _query("agreement", "model_shadow_agreement_ratio", dims, "Minimum", period),
+                        _query("pairs", "model_shadow_pairs_total", dims, "Maximum", period),
+                        {
+                            "id": "gated",
+                            "expression": f"IF(pairs >= {thresholds.shadow_min_pairs}, agreement, 1)",
+                            "label": "Shadow agreement (enough pairs)",
+                            "return_data": True,
+                        },
+                    ],
                     "evaluation_periods": 1,
                     "threshold": thresholds.shadow_agreement,
                     "comparison_operator": "LessThanThreshold",
@@ -275,6 +313,15 @@ def alarm_specs(
             )
         )
     return out
+
+
+def _query(qid: str, metric: str, dims: dict[str, str], stat: str, period: int) -> dict[str, Any]:
+    return {
+        "id": qid,
+        "return_data": False,
+        "metric": {"namespace": NAMESPACE, "metric_name": metric, "dimensions": dict(dims), "period": period,
+                   "stat": stat},
+    }  # fmt: skip
 
 
 def dashboard_body(model: str, region: str, variants: Sequence[Variant]) -> dict[str, Any]:

@@ -265,6 +265,18 @@ RULES: dict[str, Rule] = {
             "an in-place UpdateSchedule."
         ),
     ),
+    "aws:s3/bucket:Bucket": Rule(
+        force_new=("bucket", "bucketPrefix", "objectLockEnabled", "region"),
+        source=(
+            f"{_TF_AWS} internal/service/s3/bucket.go {_AWS_REV}: bucket, bucket_prefix, object_lock_enabled "
+            "ForceNew; force_destroy, tags update in place" + _AWS_REGION
+        ),
+        note=(
+            "The default data-capture bucket (monitoring.drift without sagemaker.dataCapture): its name derives "
+            "from the endpoint name and region, which a rollout never changes. `bucket` is not auto-named by "
+            "the program's choice, so a replacement is create-first and fails while the old bucket holds the name."
+        ),
+    ),
     "pulumi:providers:aws": Rule(
         force_new=("region",),
         source=(

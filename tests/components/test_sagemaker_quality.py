@@ -78,14 +78,22 @@ def test_alarms_on_drift_per_version_and_shadow_agreement(shadow: Rendered) -> N
     alarms = {
         r.inputs["name"]: r
         for r in shadow.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")
-        if r.inputs.get("namespace") == NAMESPACE
+        if NAMESPACE in json.dumps(r.inputs)
     }
     assert set(alarms) == {"fraud-prod-drift-v1", "fraud-prod-drift-v2", "fraud-prod-shadow-agreement"}
     assert alarms["fraud-prod-drift-v2"].inputs["threshold"] == 0.5
     assert alarms["fraud-prod-drift-v2"].inputs["comparisonOperator"] == "GreaterThanThreshold"
     agree = alarms["fraud-prod-shadow-agreement"].inputs
     assert agree["threshold"] == 0.95 and agree["comparisonOperator"] == "LessThanThreshold"
-    assert agree["dimensions"] == {"model": agree["dimensions"]["model"], "stable": "1", "candidate": "2"}
+    queries = {q["id"]: q for q in agree["metricQueries"]}
+    assert queries["agreement"]["metric"]["metricName"] == "model_shadow_agreement_ratio"
+    assert queries["pairs"]["metric"]["metricName"] == "model_shadow_pairs_total"
+    assert queries["pairs"]["metric"]["dimensions"] == {**queries["pairs"]["metric"]["dimensions"], "stable": "1",
+                                                        "candidate": "2"}  # fmt: skip
+    # shadowMinPairs (100 by default) gates the agreement: fewer pairs never breach
+    assert queries["gated"]["expression"] == "IF(pairs >= 100, agreement, 1)"
+    assert queries["gated"]["returnData"] is True
+    assert [q["id"] for q in agree["metricQueries"] if q.get("returnData")] == ["gated"]
     for r in alarms.values():
         assert validate("cloudwatch", "PutMetricAlarm", alarm_request(r)) == []
 
@@ -105,7 +113,7 @@ def test_canary_has_no_agreement_alarm(registry, tmp_path) -> None:
     names = {
         r.inputs["name"]
         for r in out.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")
-        if r.inputs.get("namespace") == NAMESPACE
+        if NAMESPACE in json.dumps(r.inputs)
     }
     assert names == {"fraud-prod-drift-v1", "fraud-prod-drift-v2"}
 
@@ -115,25 +123,37 @@ def test_drift_off_declares_nothing(registry) -> None:
     assert out.of_type("aws:scheduler/schedule:Schedule") == []
 
 
-@pytest.mark.parametrize(
-    ("change", "key"),
-    [
-        ({"dataCapture": None}, "mlflow-deploy:sagemaker.dataCapture"),
-        ({"image": None}, "mlflow-deploy:monitoring.drift.image"),
-    ],
-)
-def test_config_errors_name_the_key(registry, tmp_path, change, key) -> None:
+def test_without_data_capture_the_stack_captures_to_its_own_bucket(registry, tmp_path) -> None:
+    cfg = drift_config(registry, tmp_path, sample=0.3)
+    cfg["mlflow-deploy:sagemaker"] = {k: v for k, v in cfg["mlflow-deploy:sagemaker"].items() if k != "dataCapture"}
+    out = run_program(cfg, stack="test")
+    [bucket] = out.of_type("aws:s3/bucket:Bucket")
+    assert bucket.inputs["bucket"] == "fraud-prod-capture-eu-west-1"
+    [config] = out.of_type("aws:sagemaker/endpointConfiguration:EndpointConfiguration")
+    dc = config.inputs["dataCaptureConfig"]
+    assert dc["destinationS3Uri"] == "s3://fraud-prod-capture-eu-west-1/data-capture"
+    assert dc["initialSamplingPercentage"] == 30
+    assert {o["captureMode"] for o in dc["captureOptions"]} == {"Input", "Output"}
+    # the endpoint writes there, the monitor job reads there, nothing wider
+    pol = policies(out)
+    job = next(p for n, p in pol.items() if n.endswith("sm-monitor-job"))
+    read = next(s for s in job["Statement"] if s["Sid"] == "ReadCapture")
+    assert read["Resource"] == ["arn:aws:s3:::fraud-prod-capture-eu-west-1/data-capture/fraud-prod/*"]
+    execution = next(p for n, p in pol.items() if n.endswith("sm-execution"))
+    write = next(s for s in execution["Statement"] if s["Sid"] == "DataCaptureWrite")
+    assert write["Resource"] == ["arn:aws:s3:::fraud-prod-capture-eu-west-1/data-capture/*"]
+    [schedule] = out.of_type("aws:scheduler/schedule:Schedule")
+    args = json.loads(schedule.inputs["target"]["input"])["AppSpecification"]["ContainerEntrypoint"]
+    assert args[args.index("--source") + 1] == "s3://fraud-prod-capture-eu-west-1/data-capture/fraud-prod"
+
+
+def test_the_monitor_image_is_required(registry, tmp_path) -> None:
     from components.settings import SettingsError
 
     cfg = drift_config(registry, tmp_path)
-    if "dataCapture" in change:
-        cfg["mlflow-deploy:sagemaker"] = {k: v for k, v in cfg["mlflow-deploy:sagemaker"].items() if k != "dataCapture"}
-    else:
-        cfg["mlflow-deploy:monitoring"]["drift"].pop("image")
-    with pytest.raises(Exception) as err:
+    cfg["mlflow-deploy:monitoring"]["drift"].pop("image")
+    with pytest.raises(SettingsError, match=r"mlflow-deploy:monitoring\.drift\.image"):
         run_program(cfg, stack="test")
-    assert key in str(err.value) or isinstance(err.value, SettingsError)
-    assert key in str(err.value)
 
 
 def test_schedule_expression() -> None:
