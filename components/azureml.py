@@ -56,7 +56,7 @@ from components.image import CONTAINER_PORT, PROJECT_ROOT, registry_images, serv
 from components.names import base_name, dns_label, version_name
 from components.registry import ResolvedModel, download_model
 from components.rollout import TrafficPlan
-from components.settings import AlertThresholds, ImageSettings
+from components.settings import AlertThresholds, DriftSettings, ImageSettings
 
 ENDPOINT_NAME_MAX = 32
 DEPLOYMENT_NAME_MAX = 32
@@ -163,6 +163,7 @@ def deployment_properties(
     *,
     environment_id: Any = None,
     model_id: Any = None,
+    data_collector: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """ManagedOnlineDeployment properties for one version (snake_case, as the SDK takes them).
 
@@ -192,6 +193,9 @@ def deployment_properties(
         props["startup_probe"] = probe("startup", cfg)
     else:
         props["model"] = model_id
+    if data_collector is not None:
+        # monitoring.drift: payload logging (components/azureml_quality.py); in place on a live deployment
+        props["data_collector"] = data_collector
     return props
 
 
@@ -416,6 +420,8 @@ class AzureMlModelEndpointArgs:
     """Login for ``image.repository`` when the images go there rather than to the workspace's ACR."""
     thresholds: AlertThresholds | None = None
     """Alert thresholds; None: no alerts (monitoring disabled)."""
+    drift: DriftSettings | None = None
+    """``monitoring.drift`` when enabled: data collection, the scheduled monitor job, its alerts."""
     build_root: Path | None = None
     """Where mlflow_model artifacts are downloaded before upload; default ``$MLFLOW_DEPLOY_BUILD_DIR``
     or ``./build``."""
@@ -460,6 +466,11 @@ class AzureMlModelEndpoint(pulumi.ComponentResource):
         tags = {"managed-by": "mlflow-deploy", "mlflow-model": model, **cfg.tags}
 
         ep_name = endpoint_name(model, args.stack, cfg)
+        collector = None
+        if args.drift is not None and args.drift.enabled:
+            from components.azureml_quality import data_collector
+
+            collector = data_collector(args.drift)
         ep_props = endpoint_properties(cfg, model)
         endpoint = ml.OnlineEndpoint(
             prefix,
@@ -490,7 +501,7 @@ class AzureMlModelEndpoint(pulumi.ComponentResource):
                     **ws,
                     opts=child,
                 )
-                props = deployment_properties(model, v, cfg, environment_id=env.id)
+                props = deployment_properties(model, v, cfg, environment_id=env.id, data_collector=collector)
             else:
                 resolved = args.models[v]
                 blobs = self._upload_artifacts(rname, resolved, cfg, ep_name, args.build_root, child)
@@ -502,7 +513,7 @@ class AzureMlModelEndpoint(pulumi.ComponentResource):
                     **ws,
                     opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=blobs)),
                 )
-                props = deployment_properties(model, v, cfg, model_id=mv.id)
+                props = deployment_properties(model, v, cfg, model_id=mv.id, data_collector=collector)
             dep_opts = pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[endpoint]))
             if cfg.autoscale is not None:
                 # the autoscale setting owns the instance count from here on
@@ -570,6 +581,22 @@ class AzureMlModelEndpoint(pulumi.ComponentResource):
                     tags=tags,
                     opts=child,
                 )
+
+        self.quality: Any = None
+        if args.drift is not None and args.drift.enabled:
+            from components.azureml_quality import AzureMlModelQuality, AzureMlModelQualityArgs
+
+            self.quality = AzureMlModelQuality(
+                f"{prefix}-quality",
+                AzureMlModelQualityArgs(
+                    model_name=model, plan=plan, settings=cfg, drift=args.drift,
+                    thresholds=args.thresholds or AlertThresholds(),
+                    endpoint_name=ep_name, endpoint_id=endpoint.id,
+                    deployments={v: deployment_name(model, v) for v in plan.versions}, tags=tags,
+                    after=list(self.deployments.values()),
+                ),
+                opts=child,
+            )  # fmt: skip
 
         self.endpoint = endpoint
         self.endpoint_name = ep_name

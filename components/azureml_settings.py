@@ -59,6 +59,34 @@ class AzureMlModelStoreSettings(_Model):
     path_prefix: str = "mlflow-deploy"
 
 
+class AzureMlMonitorSettings(_Model):
+    """``monitoring.drift`` on Azure ML: where the deployments' data collection lands and what the
+    scheduled monitor job (a Container Apps job) runs in. See docs/quality.md."""
+
+    storage_account_id: str = Field(
+        pattern=r"^/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft\.Storage/storageAccounts/[a-z0-9]{3,24}$"
+    )
+    """ARM id of the workspace's default storage account (the ``workspaceblobstore`` datastore's
+    account), where data collection writes ``modelDataCollector/<endpoint>/<deployment>/...``."""
+    container: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
+    """The ``workspaceblobstore`` container (``azureml-blobstore-<workspace id>``)."""
+    environment_id: str | None = Field(
+        default=None,
+        pattern=r"^/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft\.App/managedEnvironments/[^/]+$",
+    )
+    """An existing Container Apps environment for the monitor job; default: the stack declares one."""
+    registry_id: str | None = Field(
+        default=None,
+        pattern=r"^/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft\.ContainerRegistry/registries/[^/]+$",
+    )
+    """ARM id of the ACR holding ``monitoring.drift.image``: the job's identity gets AcrPull there
+    and pulls with it. Unset: the image must be pullable without credentials."""
+
+    @property
+    def storage_account(self) -> str:
+        return self.storage_account_id.rsplit("/", 1)[1]
+
+
 class AzureMlSettings(_Model):
     """Azure ML managed online endpoint (the target is on when the key is present)."""
 
@@ -101,6 +129,8 @@ class AzureMlSettings(_Model):
     expected_requests_per_minute: int = Field(default=600, ge=1)
     """Traffic the 5xx alert is scaled to: it fires above ``errorRatio`` x this many 5xx a minute."""
     tags: dict[str, str] = Field(default_factory=dict)
+    monitor: AzureMlMonitorSettings | None = None
+    """``monitoring.drift``: the data collection's storage and the monitor job's environment."""
 
     @field_validator("endpoint_name")
     @classmethod

@@ -51,7 +51,7 @@ from components.sagemaker_settings import (
     SageMakerDeploymentSettings,
     SageMakerSettings,
 )
-from components.settings import AlertThresholds, ImageSettings
+from components.settings import AlertThresholds, DriftSettings, ImageSettings
 
 COMPONENT_TYPE = "mlflow-deploy:index:SageMakerModelService"
 STABLE_VARIANT = "stable"
@@ -609,6 +609,8 @@ class SageMakerModelServiceArgs:
     dashboard: bool = True
     images: dict[str, pulumi.Input[str]] | None = None
     """Image reference per live version, if already known (skips ModelImage)."""
+    drift: DriftSettings | None = None
+    """``monitoring.drift`` when enabled: the scheduled monitor job, its alarms (sagemaker_quality.py)."""
 
 
 class SageMakerModelService(pulumi.ComponentResource):
@@ -645,6 +647,14 @@ class SageMakerModelService(pulumi.ComponentResource):
             opts=child,
         )
         images = dict(args.images) if args.images is not None else self._images(args, repo, invoke_opts)
+        # monitoring.drift without sagemaker.dataCapture: capture to a bucket the stack owns
+        from components.sagemaker_quality import effective_data_capture
+
+        capture, capture_bucket = effective_data_capture(cfg.data_capture, args.drift, endpoint, cfg.region)
+        cfg = cfg.model_copy(update={"data_capture": capture})
+        capture_deps: list[pulumi.Resource] = []
+        if capture_bucket is not None:
+            capture_deps.append(aws.s3.Bucket(f"{base}-sm-capture", bucket=capture_bucket, opts=child))
         missing = [v for v in plan.versions if v not in images]
         if missing:
             raise ValueError(f"no image for version(s) {', '.join(missing)}")
@@ -714,7 +724,7 @@ class SageMakerModelService(pulumi.ComponentResource):
             shadow_production_variants=shadow or None,
             data_capture_config=data_capture_config(cfg.data_capture) if cfg.data_capture else None,
             opts=pulumi.ResourceOptions.merge(
-                child, pulumi.ResourceOptions(retain_on_delete=cfg.retain_replaced_configs)
+                child, pulumi.ResourceOptions(retain_on_delete=cfg.retain_replaced_configs, depends_on=capture_deps)
             ),
         )
 
@@ -768,6 +778,30 @@ class SageMakerModelService(pulumi.ComponentResource):
             )
             self.dashboard_url = board.dashboard_name.apply(lambda n: dashboard_url(cfg.region, n))
 
+        # --- model quality (monitoring.drift): the scheduled monitor job over the data capture
+        self.quality: Any = None
+        if args.drift is not None and args.drift.enabled and cfg.data_capture is not None and args.drift.image:
+            from components.sagemaker_quality import SageMakerModelQuality, SageMakerModelQualityArgs
+
+            self.quality = SageMakerModelQuality(
+                f"{base}-sm-quality",
+                SageMakerModelQualityArgs(
+                    model_name=model,
+                    endpoint=endpoint,
+                    region=cfg.region,
+                    partition=partition,
+                    account_id=account_id,
+                    plan=plan,
+                    variants=variants,
+                    data_capture=cfg.data_capture,
+                    drift=args.drift,
+                    thresholds=args.thresholds,
+                    image=args.drift.image,
+                    dashboard=args.dashboard,
+                ),
+                opts=pulumi.ResourceOptions(parent=self, provider=provider),
+            )
+
         self.endpoint_name = endpoint_res.name
         self.endpoint_config_name = config.name
         self.invoke_url = invoke_url(cfg.region, endpoint)
@@ -799,6 +833,8 @@ class SageMakerModelService(pulumi.ComponentResource):
             "repositoryUrl": self.repository_url,
             "dashboardUrl": self.dashboard_url,
         }
+        if self.quality is not None:
+            self.exports["quality"] = self.quality.exports
         self.register_outputs(dict(self.exports))
 
     def _images(

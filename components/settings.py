@@ -392,6 +392,7 @@ class Settings(_Model):
         _drift_cross_checks(self)
         _sagemaker_cross_checks(self)
         _kubernetes_cross_checks(self)
+        _drift_cloud_checks(self)
         if self.vertex is not None:
             _vertex_cross_checks(self)
         if not self.targets:
@@ -432,10 +433,6 @@ def _analysis_cross_checks(s: Settings) -> None:
         raise _KeyedError(key, "comes from the model monitor: set monitoring.drift.enabled (and its reference)")
 
 
-DRIFT_TARGETS = ("kubernetes",)
-"""Targets ``monitoring.drift`` is implemented for."""
-
-
 def is_local_reference(uri: str) -> bool:
     """A reference read from the file system (``file://`` or a plain path), not downloaded."""
     return uri.startswith("file://") or ":/" not in uri
@@ -445,21 +442,15 @@ def _drift_cross_checks(s: Settings) -> None:
     d = s.monitoring.drift
     if not d.enabled:
         return
-    others = [t for t in s.targets if t not in DRIFT_TARGETS]
-    if others or s.kubernetes is None:
-        raise _KeyedError(
-            "monitoring.drift.enabled",
-            "drift detection and shadow comparison run on the Kubernetes target only for now "
-            f"(the monitor is a Deployment beside the model); {', '.join(others) or 'no kubernetes target'} "
-            "cannot capture to it: turn drift off, or deploy this stack to kubernetes only",
-        )
+    k = s.kubernetes
+    if k is None:
+        return  # the cloud targets: _drift_cloud_checks
     if d.image is None and s.image.repository is None:
         raise _KeyedError(
             "monitoring.drift.image",
             "the monitor image is built (no prebuilt monitoring.drift.image) and a built image needs "
             "image.repository to push to",
         )
-    k = s.kubernetes
     if (
         d.image is not None
         and k.network_policy.enabled
@@ -551,3 +542,40 @@ def load_settings() -> Settings:
             raw[name] = value
     return parse_settings(raw)
 
+
+def _drift_cloud_checks(s: Settings) -> None:
+    """``monitoring.drift`` on a cloud target: what its capture and scheduled monitor job need."""
+    drift = s.monitoring.drift
+    if not drift.enabled:
+        return
+    sm = s.sagemaker
+    # sagemaker.dataCapture unset: the stack captures to its own bucket (sagemaker_quality.py)
+    if sm is not None and sm.data_capture is not None and "Input" not in sm.data_capture.capture:
+        raise _KeyedError("sagemaker.dataCapture.capture", "drift needs the requests: capture must include Input")
+    az = s.azureml
+    if az is not None and az.monitor is None:
+        raise _KeyedError(
+            "azureml.monitor",
+            "drift on Azure ML reads the deployments' data collection from the workspace's default "
+            "storage: set azureml.monitor.storageAccountId and azureml.monitor.container (the "
+            "workspaceblobstore datastore's account and container)",
+        )
+    vx = s.vertex
+    if vx is not None and vx.network is not None:
+        # Request-response logging is documented for public (shared, dedicated) and Private Service
+        # Connect endpoints (cloud.google.com/vertex-ai/docs/predictions/online-prediction-logging);
+        # a VPC-peered endpoint's clients call the deployed model's private URI directly
+        # (deployedModels.privateEndpoints.predictHttpUri), not the prediction service that logs.
+        raise _KeyedError(
+            "vertex.network",
+            "a VPC-peered private endpoint does not support request-response logging, which drift on "
+            "Vertex AI reads: use vertex.privateServiceConnect (or a public endpoint) with "
+            "monitoring.drift, or turn drift off for this stack",
+        )
+    for target in ("sagemaker", "azureml", "vertex"):
+        if getattr(s, target) is not None and not drift.image:
+            raise _KeyedError(
+                "monitoring.drift.image",
+                f"{target} runs the monitor image as a scheduled job: set a prebuilt monitor image "
+                "its job can pull (ECR for SageMaker, ACR or public for Azure ML, Artifact Registry for Vertex AI)",
+            )

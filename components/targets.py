@@ -48,8 +48,7 @@ def declare(
     drift = settings.monitoring.drift
     reference = None
     if drift.enabled:
-        # before any resource: a reference that cannot be loaded is a config error (settings refuse
-        # drift on any target but kubernetes)
+        # before any resource, on every target: a reference that cannot be loaded is a config error
         from components.quality import load_reference
 
         reference = load_reference(drift, settings.mlflow.tracking_uri)
@@ -155,6 +154,7 @@ def declare(
                 image=settings.image,
                 thresholds=settings.monitoring.thresholds,
                 dashboard=settings.monitoring.enabled,
+                drift=settings.monitoring.drift if settings.monitoring.drift.enabled else None,
             ),
         )
         exports["sagemaker"] = sm_svc.exports
@@ -172,6 +172,7 @@ def declare(
                 image=settings.image,
                 registry_password=config.get_secret("imageRegistryPassword"),
                 thresholds=settings.monitoring.thresholds if settings.monitoring.enabled else None,
+                drift=settings.monitoring.drift if settings.monitoring.drift.enabled else None,
             ),
         )
         exports["azureml"] = {
@@ -182,6 +183,8 @@ def declare(
             "traffic": az_svc.traffic,
             "mirrorTraffic": az_svc.mirror_traffic,
         }
+        if az_svc.quality is not None:
+            exports["azureml"]["quality"] = az_svc.quality.exports
     if settings.vertex is not None:
         from components.vertex import VertexModelService, VertexModelServiceArgs
 
@@ -194,6 +197,7 @@ def declare(
                 settings=settings.vertex,
                 image=settings.image,
                 thresholds=settings.monitoring.thresholds if settings.monitoring.enabled else None,
+                drift=settings.monitoring.drift if settings.monitoring.drift.enabled else None,
             ),
         )
         exports["vertex"] = {
@@ -205,4 +209,6 @@ def declare(
             "deployedModels": vx_svc.deployed_models,
             "imageRepository": vx_svc.image_repository,
         }
+        if vx_svc.quality is not None:
+            exports["vertex"]["quality"] = vx_svc.quality.exports
     return exports

@@ -42,7 +42,7 @@ from components.image import CONTAINER_PORT, model_images, serving_env
 from components.names import base_name, version_name
 from components.registry import ResolvedModel
 from components.rollout import TrafficPlan
-from components.settings import AlertThresholds, ImageSettings
+from components.settings import AlertThresholds, DriftSettings, ImageSettings
 from components.vertex_provider import (
     VertexModelDeployment,
     VertexTrafficSplit,
@@ -293,6 +293,9 @@ class VertexModelServiceArgs:
     image: ImageSettings
     thresholds: AlertThresholds | None = None
     """Alert thresholds; None: no alert policies (``monitoring.enabled: false``)."""
+    drift: DriftSettings | None = None
+    """``monitoring.drift`` when enabled: request-response logging, the scheduled monitor job, alerts
+    (components/vertex_quality.py)."""
 
 
 class VertexModelService(pulumi.ComponentResource):
@@ -311,8 +314,12 @@ class VertexModelService(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
 
         apis: list[pulumi.Resource] = []
+        drift = args.drift if args.drift is not None and args.drift.enabled else None
         if cfg.enable_apis:
-            for api in APIS if args.thresholds is not None else APIS[:2]:
+            from components.vertex_quality import DRIFT_APIS
+
+            wanted = (APIS if args.thresholds is not None or drift else APIS[:2]) + (DRIFT_APIS if drift else ())
+            for api in wanted:
                 apis.append(
                     gcp.projects.Service(
                         f"{name}-api-{api.split('.')[0]}",
@@ -349,6 +356,17 @@ class VertexModelService(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self),
         )
 
+        # -- monitoring.drift: the request-response logging table, before the endpoint names it
+        request_log = None
+        logging_config = None
+        if drift is not None:
+            from components.vertex_quality import VertexRequestLog
+            from components.vertex_quality import logging_config as _logging_config
+
+            request_log = VertexRequestLog(f"{name}-request-log", model, cfg, opts=after_apis)
+            # an in-place PATCH of a live endpoint (vertex_quality.py docstring; replacements.py)
+            logging_config = _logging_config(model, cfg, drift)
+
         # -- endpoint; the traffic split is VertexTrafficSplit's, not the endpoint's
         ep_id = endpoint_id(model, cfg)
         psc = cfg.private_service_connect
@@ -368,7 +386,13 @@ class VertexModelService(pulumi.ComponentResource):
                 else None
             ),
             dedicated_endpoint_enabled=True if cfg.dedicated_endpoint else None,
-            opts=pulumi.ResourceOptions.merge(after_apis, pulumi.ResourceOptions(ignore_changes=["trafficSplit"])),
+            predict_request_response_logging_config=logging_config,
+            opts=pulumi.ResourceOptions.merge(
+                after_apis,
+                pulumi.ResourceOptions(
+                    ignore_changes=["trafficSplit"], depends_on=[request_log.table] if request_log else []
+                ),
+            ),
         )
         endpoint_name = pulumi.Output.concat(
             "projects/", cfg.project, "/locations/", cfg.region, "/endpoints/", endpoint.name
@@ -410,6 +434,19 @@ class VertexModelService(pulumi.ComponentResource):
         if args.thresholds is not None:
             for suffix, spec in alert_policies(model, cfg, args.thresholds).items():
                 gcp.monitoring.AlertPolicy(f"{name}-{suffix}", **_snake(spec), opts=after_apis)
+
+        self.quality: Any = None
+        if drift is not None and request_log is not None:
+            from components.vertex_quality import VertexModelQuality, VertexModelQualityArgs
+
+            self.quality = VertexModelQuality(
+                f"{name}-quality",
+                VertexModelQualityArgs(
+                    model_name=model, plan=plan, settings=cfg, drift=drift,
+                    thresholds=args.thresholds or AlertThresholds(), deployed_models=ids, request_log=request_log,
+                ),
+                opts=after_apis,
+            )  # fmt: skip
 
         self.endpoint_id = ep_id
         self.endpoint_name = endpoint_name

@@ -36,6 +36,24 @@ class VertexPrivateServiceConnectSettings(_Model):
     """Projects allowed to create PSC forwarding rules to the endpoint."""
 
 
+_BQ_ID = r"^[A-Za-z0-9_]{1,1024}$"
+
+
+class VertexRequestLoggingSettings(_Model):
+    """``monitoring.drift`` on Vertex AI: the BigQuery dataset and table the endpoint's
+    request-response logging writes to (declared by the stack). The sampling rate is
+    ``monitoring.drift.sample``."""
+
+    dataset: str | None = Field(default=None, pattern=_BQ_ID)
+    """Dataset ID; default ``<model>_requests`` (``-`` becomes ``_``)."""
+    table: str = Field(default="request_response_logging", pattern=_BQ_ID)
+    location: str | None = None
+    """The dataset's location; default ``vertex.region``."""
+    delete_contents_on_destroy: bool = False
+    retention_days: int | None = Field(default=None, ge=1)
+    """Partition expiration of the logged rows (the table is partitioned by ``logging_time``)."""
+
+
 class VertexSettings(_Model):
     """GCP Vertex AI online prediction (the target is on when the key is present)."""
 
@@ -73,6 +91,8 @@ class VertexSettings(_Model):
     notification_channels: list[str] = Field(default_factory=list)
     """Cloud Monitoring channels the alerts notify: ``projects/<p>/notificationChannels/<id>``."""
     labels: dict[str, str] = Field(default_factory=dict)
+    request_logging: VertexRequestLoggingSettings = VertexRequestLoggingSettings()
+    """``monitoring.drift``: where request-response logging writes (dataset, table)."""
 
     @field_validator("region")
     @classmethod

@@ -6,6 +6,7 @@ the shape Azure answers with. Imported by ``modelctl/render.py``.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from modelctl.render import MOCK_OUTPUTS
@@ -21,3 +22,24 @@ def _online_endpoint(name: str, inputs: dict[str, Any]) -> dict[str, Any]:
 
 
 MOCK_OUTPUTS["azure-native:machinelearningservices:OnlineEndpoint"] = _online_endpoint
+
+
+def _with_identity_map(name: str, inputs: dict[str, Any]) -> dict[str, Any]:
+    """Azure answers ``identity.userAssignedIdentities`` as a map (id -> principal/client ids)
+    where the request gave a list of ids."""
+    identity = dict(inputs.get("identity") or {})
+    ids = identity.get("userAssignedIdentities")
+    if isinstance(ids, list):
+        identity["userAssignedIdentities"] = {i: {"principalId": f"{name}-principal", "clientId": f"{name}-client"}
+                                              for i in ids}  # fmt: skip
+    return {"identity": identity} if identity else {}
+
+
+def _user_assigned_identity(name: str, inputs: dict[str, Any]) -> dict[str, Any]:
+    digest = hashlib.sha256(name.encode()).hexdigest()[:12]
+    return {"principalId": f"00000000-0000-4000-8000-{digest}", "clientId": f"11111111-0000-4000-8000-{digest}",
+            "tenantId": "22222222-0000-4000-8000-000000000000"}  # fmt: skip
+
+
+MOCK_OUTPUTS["azure-native:app:Job"] = _with_identity_map
+MOCK_OUTPUTS["azure-native:managedidentity:UserAssignedIdentity"] = _user_assigned_identity

@@ -35,7 +35,7 @@ MOCK_OUTPUTS: dict[str, OutputFn] = {}
 CallFn = Callable[[dict[str, Any]], dict[str, Any]]
 MOCK_CALLS: dict[str, CallFn] = {}
 # each registers its cloud's made-up outputs (ARNs, URLs, auto-names, scoring URIs)
-from modelctl import mocks_aws, mocks_azure  # noqa: E402, F401
+from modelctl import mocks_aws, mocks_azure, mocks_gcp  # noqa: E402, F401
 
 
 @dataclass

@@ -252,6 +252,31 @@ RULES: dict[str, Rule] = {
         ),
         delete_before_replace="name",
     ),
+    "aws:scheduler/schedule:Schedule": Rule(
+        force_new=("groupName", "name", "namePrefix", "region"),
+        source=(
+            f"{_TF_AWS} internal/service/scheduler/schedule.go {_AWS_REV}: group_name, name, name_prefix "
+            "ForceNew; schedule_expression, flexible_time_window, target (arn, role_arn, input, retry_policy) "
+            "not ForceNew (resourceScheduleUpdate calls UpdateSchedule with the whole definition)" + _AWS_REGION
+        ),
+        delete_before_replace="name",
+        note=(
+            "A rollout changes the target's input (the monitor job's --versions/--stable/--candidate): "
+            "an in-place UpdateSchedule."
+        ),
+    ),
+    "aws:s3/bucket:Bucket": Rule(
+        force_new=("bucket", "bucketPrefix", "objectLockEnabled", "region"),
+        source=(
+            f"{_TF_AWS} internal/service/s3/bucket.go {_AWS_REV}: bucket, bucket_prefix, object_lock_enabled "
+            "ForceNew; force_destroy, tags update in place" + _AWS_REGION
+        ),
+        note=(
+            "The default data-capture bucket (monitoring.drift without sagemaker.dataCapture): its name derives "
+            "from the endpoint name and region, which a rollout never changes. `bucket` is not auto-named by "
+            "the program's choice, so a replacement is create-first and fails while the old bucket holds the name."
+        ),
+    ),
     "pulumi:providers:aws": Rule(
         force_new=("region",),
         source=(
@@ -352,6 +377,55 @@ RULES: dict[str, Rule] = {
         delete_before_replace="blobName",
         note="A new artifact file (source asset hash) replaces the blob. " + _AZ_NOTE,
     ),
+    "azure-native:managedidentity:UserAssignedIdentity": Rule(
+        force_new=("location", "resourceGroupName", "resourceName"),
+        source=(
+            f"{_AZ}: PUT path parameters resourceGroupName, resourceName replace; Azure/azure-rest-api-specs "
+            "msi Microsoft.ManagedIdentity stable/2023-01-31/ManagedIdentity.json Identity: TrackedResource "
+            "(location x-ms-mutability [read, create]); tags update in place"
+        ),
+        delete_before_replace="resourceName",
+        note="Replacing the identity gives it a new principal: its role assignments are replaced too. " + _AZ_NOTE,
+    ),
+    "azure-native:authorization:RoleAssignment": Rule(
+        force_new=("principalId", "roleAssignmentName", "roleDefinitionId", "scope"),
+        source=(
+            f"{_AZ}: PUT path parameters scope, roleAssignmentName replace; Azure/azure-rest-api-specs "
+            "authorization stable/2022-04-01/authorization-RoleAssignmentsCalls.json: a PUT that changes "
+            "principalId or scope of an existing assignment is refused with RoleAssignmentUpdateNotPermitted "
+            "('Tenant ID, application ID, principal ID, and scope are not allowed to be updated')"
+        ),
+        delete_before_replace="roleAssignmentName",
+        note=(
+            "principalId/roleDefinitionId are listed as replacing because the service refuses them as an "
+            "update; the name is a GUID derived from (resource group, endpoint, role), so a new principal "
+            "keeps the name and the replacement is delete-first (the job loses the grant for the moment "
+            "between; it runs on a schedule). " + _AZ_NOTE
+        ),
+    ),
+    "azure-native:app:ManagedEnvironment": Rule(
+        force_new=("environmentName", "location", "resourceGroupName"),
+        source=(
+            f"{_AZ}: PUT path parameters resourceGroupName, environmentName replace; Azure/azure-rest-api-specs "
+            "app Microsoft.App stable/2025-01-01/ManagedEnvironments.json: TrackedResource.location [read, create]; "
+            "vnetConfiguration fields are [read, create] but nested under `properties`"
+        ),
+        delete_before_replace="environmentName",
+        note=_AZ_NOTE,
+    ),
+    "azure-native:app:Job": Rule(
+        force_new=("jobName", "location", "resourceGroupName"),
+        source=(
+            f"{_AZ}: PUT path parameters resourceGroupName, jobName replace; Azure/azure-rest-api-specs app "
+            "Microsoft.App stable/2025-01-01/Jobs.json Job: TrackedResource.location [read, create]; "
+            "properties (environmentId, configuration, template) and identity have no x-ms-mutability"
+        ),
+        delete_before_replace="jobName",
+        note=(
+            "A rollout changes the container's args (the deployment -> version map, the shadow pair): an "
+            "in-place update of the job's template. " + _AZ_NOTE
+        ),
+    ),
     "pulumi:providers:azure-native": Rule(
         force_new=(),
         source=(
@@ -430,6 +504,79 @@ RULES: dict[str, Rule] = {
             "ForceNew; conditions, display_name, notification_channels, documentation, user_labels, "
             "severity, alert_strategy update in place"
         ),
+    ),
+    "gcp:bigquery/dataset:Dataset": Rule(
+        force_new=("datasetId", "location", "project"),
+        source=(
+            f"{_TF_GOOGLE} google/services/bigquery/resource_bigquery_dataset.go: dataset_id, project, location "
+            "ForceNew; labels, description, delete_contents_on_destroy, default expirations update"
+        ),
+        note="The monitor's request-log dataset: not touched by a rollout.",
+    ),
+    "gcp:bigquery/table:Table": Rule(
+        force_new=("datasetId", "project", "tableId", "timePartitioning.field", "timePartitioning.type"),
+        source=(
+            f"{_TF_GOOGLE} google/services/bigquery/resource_bigquery_table.go: dataset_id, table_id, project "
+            "ForceNew; time_partitioning.type and .field ForceNew (expiration_ms updates); a schema change that "
+            "drops or retypes a column replaces (resourceBigQueryTableSchemaCustomizeDiff), an added column updates"
+        ),
+        note="The logging schema is fixed by Vertex AI: the program never changes it.",
+    ),
+    "gcp:bigquery/iamMember:IamMember": Rule(
+        force_new=("condition", "datasetId", "member", "project", "role", "tableId"),
+        source=(
+            f"{_TF_GOOGLE} google/services/bigquery/iam_bigquery_table.go + tpgiamresource/resource_iam_member.go: "
+            "every field of an IAM member resource (the parent's ids, role, member, condition) is ForceNew"
+        ),
+    ),
+    "gcp:projects/iAMMember:IAMMember": Rule(
+        force_new=("condition", "member", "project", "role"),
+        source=(
+            f"{_TF_GOOGLE} google/services/resourcemanager/resource_google_project_iam_member (tpgiamresource "
+            "resource_iam_member.go ResourceIamMember): project, role, member, condition ForceNew"
+        ),
+    ),
+    "gcp:serviceaccount/account:Account": Rule(
+        force_new=("accountId", "project"),
+        source=(
+            f"{_TF_GOOGLE} google/services/resourcemanager/resource_google_service_account.go: account_id, project "
+            "ForceNew; display_name, description, disabled update"
+        ),
+        note="Replacing the account gives it a new unique id: its IAM members are replaced too.",
+    ),
+    "gcp:cloudrunv2/job:Job": Rule(
+        force_new=("location", "name", "project"),
+        source=(
+            f"{_TF_GOOGLE} google/services/cloudrunv2/resource_cloud_run_v2_job.go: name, location, project "
+            "ForceNew; template (containers, args, image, service_account ...), labels update (PATCH)"
+        ),
+        note="A rollout changes the container args (deployed model -> version map): an in-place update.",
+    ),
+    "gcp:cloudrunv2/jobIamMember:JobIamMember": Rule(
+        force_new=("condition", "location", "member", "name", "project", "role"),
+        source=(
+            f"{_TF_GOOGLE} google/services/cloudrunv2/iam_cloud_run_v2_job.go + tpgiamresource "
+            "resource_iam_member.go: every field ForceNew"
+        ),
+    ),
+    "gcp:cloudscheduler/job:Job": Rule(
+        force_new=("name", "project", "region"),
+        source=(
+            f"{_TF_GOOGLE} google/services/cloudscheduler/resource_cloud_scheduler_job.go: name, region, project "
+            "ForceNew; schedule, http_target, retry_config, attempt_deadline, description update (PATCH)"
+        ),
+    ),
+    "gcp:monitoring/metricDescriptor:MetricDescriptor": Rule(
+        force_new=(
+            "description", "displayName", "launchStage", "metadata", "metricKind", "project", "type", "unit",
+            "valueType",
+        ),
+        source=(
+            f"{_TF_GOOGLE} google/services/monitoring/resource_monitoring_metric_descriptor.go (read through the "
+            "code index): description, display_name, metric_kind, type, value_type, launch_stage, metadata, unit, "
+            "project ForceNew; labels update"
+        ),
+        note="Fixed by the program: a rollout never changes a descriptor.",
     ),
     "pulumi:providers:gcp": Rule(
         force_new=(),

@@ -291,6 +291,112 @@ def test_a_tag_or_label_edit_updates_in_place(renders: Renders, target: str, s: 
     assert all(c.action == "update" for c in diff.changes)
 
 
+# --------------------------------------------------------------------------- monitoring.drift on
+
+DRIFT_TARGETS: dict[str, dict[str, Any]] = {
+    # no sagemaker.dataCapture: the stack's own capture bucket (the default)
+    "sagemaker": {"kubernetes": None, "sagemaker": SAGEMAKER},
+    "azureml": {"kubernetes": None, "azureml": {**AZUREML, "monitor": {
+        "storageAccountId": "/subscriptions/0000-sub/resourceGroups/ml-rg/providers/Microsoft.Storage/"
+                            "storageAccounts/acmemlstore",
+        "container": "azureml-blobstore-1234"}}},
+    "vertex": {"kubernetes": None, "vertex": VERTEX},
+}  # fmt: skip
+DRIFT_IMAGES = {
+    "sagemaker": "123456789012.dkr.ecr.eu-west-1.amazonaws.com/mlflow-deploy-monitor:1.0",
+    "azureml": "acmeml.azurecr.io/mlflow-deploy-monitor:1.0",
+    "vertex": "europe-west4-docker.pkg.dev/acme-ml/tools/mlflow-deploy-monitor:1.0",
+}
+
+
+@pytest.fixture(scope="module")
+def drift_reference(tmp_path_factory: pytest.TempPathFactory) -> str:
+    import pandas as pd
+
+    ref = tmp_path_factory.mktemp("drift") / "reference.parquet"
+    pd.DataFrame({"a": [1.0, 2.0, 3.0]}).to_parquet(ref)
+    return str(ref)
+
+
+def drift_monitoring(target: str, reference: str, enabled: bool = True) -> dict[str, Any]:
+    return {"enabled": True, "drift": {"enabled": enabled, "reference": reference, "image": DRIFT_IMAGES[target]}}
+
+
+DRIFT_CASES = [
+    (target, walk)
+    for target in DRIFT_TARGETS
+    for walk in ("canary-promote-rollback", "shadow-abort", "blue-green")
+    if not (walk == "shadow-abort" and target == "vertex")
+]
+
+
+@pytest.mark.parametrize(("target", "walk"), DRIFT_CASES, ids=[f"{t}:{w}" for t, w in DRIFT_CASES])
+def test_rollout_walk_with_drift_on_never_disturbs_what_serves(
+    registry: SampleRegistry, drift_reference: str, target: str, walk: str
+) -> None:
+    """With drift on, a rollout moves the monitor job's version map and the alarms, never the
+    capture (SageMaker's data capture rides the endpoint config SageMaker already replaces blue/green;
+    Azure ML's data collector and Vertex's request-response logging are rollout-independent)."""
+    cache: dict[str, Rendered] = {}
+
+    def render(s: dict[str, Any]) -> Rendered:
+        key = json.dumps(s, sort_keys=True)
+        if key not in cache:
+            cfg = base_config(registry, **{**DRIFT_TARGETS[target], **s,
+                                           "monitoring": drift_monitoring(target, drift_reference)})  # fmt: skip
+            cache[key] = run_program(cfg, stack="prod")
+        return cache[key]
+
+    problems: list[str] = []
+    for before, after in itertools.pairwise(WALKS[walk]):
+        diff = diff_renders(render(before), render(after))
+        problems += [f"{describe(before)} -> {describe(after)}: {p}" for p in check_transition(diff, before, after)]
+        # the scheduled job and the capture storage are updated at most, never replaced
+        for c in diff.changes:
+            if c.action in ("replace", "delete") and any(
+                k in c.type for k in ("scheduler", "app:Job", "cloudrunv2/job:Job", "s3/bucket", "bigquery")
+            ):
+                problems.append(f"{describe(before)} -> {describe(after)}: {c.type} {c.name} is {c.action}d")
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("target", list(DRIFT_TARGETS))
+def test_turning_drift_on_updates_the_serving_endpoint_in_place(
+    registry: SampleRegistry, drift_reference: str, target: str
+) -> None:
+    """Enabling capture on a live endpoint: SageMaker gets a new endpoint config (deployed blue/green
+    by an in-place UpdateEndpoint), Azure ML updates each deployment's dataCollector, Vertex PATCHes
+    the endpoint's predictRequestResponseLoggingConfig. Nothing that serves is replaced."""
+    s = state("1", "canary", 10)
+
+    def render(enabled: bool) -> Rendered:
+        cfg = base_config(registry, **{**DRIFT_TARGETS[target], **s,
+                                       "monitoring": drift_monitoring(target, drift_reference, enabled)})  # fmt: skip
+        return run_program(cfg, stack="prod")
+
+    diff = diff_renders(render(False), render(True))
+    assert diff.changes, "turning drift on changed nothing: the test proves nothing"
+    endpoints = [c for c in diff.changes if c.type in ENDPOINT_TYPES]
+    assert all(c.action == "update" for c in endpoints), [(c.name, c.action, c.reason) for c in endpoints]
+    endpoint = endpoints[0] if endpoints else None
+    replaced = {(c.type, c.name) for c in diff.of("replace")}
+    if target == "sagemaker":
+        # the immutable config is replaced create-first; the endpoint moves to it in place
+        assert replaced == {("aws:sagemaker/endpointConfiguration:EndpointConfiguration", "fraud-detector-sm-config")}
+        assert endpoint is not None and endpoint.paths == ("endpointConfigName",)
+    else:
+        assert not replaced, replaced
+    if target == "azureml":
+        assert endpoint is None  # the collector is the deployments'
+        updated = {c.name for c in diff.of("update") if c.type.endswith("OnlineDeployment")}
+        assert updated == {"azureml-fraud-detector-v1", "azureml-fraud-detector-v2"}
+        assert all(p.startswith("properties.dataCollector") for c in diff.of("update")
+                   if c.type.endswith("OnlineDeployment") for p in c.paths)  # fmt: skip
+    if target == "vertex":
+        assert endpoint is not None and endpoint.paths == ("predictRequestResponseLoggingConfig",)
+    assert not diff.of("delete")
+
+
 def test_the_shipped_prod_example_yaml_is_what_the_matrix_walks() -> None:
     """The prod-example target reads the real file, so a change there is walked too."""
     data = YAML(typ="safe").load((ROOT / "Pulumi.prod.yaml").read_text())
