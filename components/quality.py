@@ -38,6 +38,7 @@ import pulumi_kubernetes as k8s
 from components.image import (
     PROJECT_ROOT,
     RUNTIME_UID,
+    SERVING_DIR,
     BuildContext,
     content_hash,
     normalize_modes,
@@ -124,6 +125,10 @@ def _model_of(uri: str) -> str:
     return "<model>"
 
 
+SERVING_MODULES = ("__init__.py", "capture.py", "metrics.py")
+"""What the monitor image takes from the serving runtime (serving/capture.py and what it imports)."""
+
+
 def write_monitor_context(reference: Any, dst: Path) -> BuildContext:
     """The monitor image's build context in ``dst``: ``monitor/`` (with its Dockerfile and
     requirements) and ``reference/reference.parquet``. Deterministic: the same package and the same
@@ -132,6 +137,11 @@ def write_monitor_context(reference: Any, dst: Path) -> BuildContext:
         shutil.rmtree(dst)
     dst.mkdir(parents=True)
     shutil.copytree(MONITOR_DIR, dst / "monitor", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    # the cloud normalisers build records with the serving runtime's own capture functions, so a
+    # cloud-captured request hashes as on Kubernetes (monitor/normalise/body.py)
+    (dst / "serving").mkdir()
+    for name in SERVING_MODULES:
+        shutil.copy2(SERVING_DIR / name, dst / "serving" / name)
     (dst / "reference").mkdir()
     reference.to_parquet(dst / "reference" / REFERENCE_FILE, index=False)
     (dst / ".dockerignore").write_text("**/__pycache__\n**/*.pyc\n")

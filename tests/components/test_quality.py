@@ -295,11 +295,12 @@ def test_a_reference_with_no_rows_is_refused(
 @pytest.mark.parametrize(
     ("overrides", "key", "words"),
     [
-        ({"sagemaker": {"region": "eu-west-1"}}, "monitoring.drift.enabled", "kubernetes only"),
+        # a cloud target runs the monitor as a scheduled job: it needs a prebuilt image to pull
+        ({"sagemaker": {"region": "eu-west-1"}}, "monitoring.drift.image", "scheduled job"),
         (
             {"kubernetes": None, "vertex": {"project": "p", "region": "europe-west4"}},
-            "monitoring.drift.enabled",
-            "vertex",
+            "monitoring.drift.image",
+            "vertex runs the monitor image",
         ),
         ({"image": {"uris": {"1": "ghcr.io/acme/m@sha256:" + "b" * 64}}}, "monitoring.drift.image", "image.repository"),
         (
@@ -385,3 +386,27 @@ def test_a_rollout_step_restarts_the_monitor_not_the_models(
         == env_of(one.named("fraud-detector-v1"))["SERVING_CAPTURE_URL"]
     )
     assert monitor_name("fraud-detector") == MONITOR
+
+
+def test_the_monitor_build_context_runs_on_its_own(tmp_path: Path) -> None:
+    """The image holds only its build context: every monitor module (the cloud normalisers and
+    run-once included) imports from it with the project's folders out of reach."""
+    import subprocess
+    import sys
+
+    from components.quality import write_monitor_context
+
+    ctx = write_monitor_context(sample_frame(50)[0], tmp_path / "ctx")
+    modules = sorted(
+        ".".join(p.relative_to(ctx.path).with_suffix("").parts)
+        for p in (ctx.path / "monitor").rglob("*.py")
+        if p.name != "__init__.py"
+    )
+    assert "monitor.normalise.body" in modules and "monitor.run_once" in modules
+    code = "import importlib, sys; sys.path.insert(0, '.'); [importlib.import_module(m) for m in sys.argv[1:]]"
+    proc = subprocess.run(
+        [sys.executable, "-I", "-c", code, *modules],
+        cwd=ctx.path, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (ctx.path / "reference" / "reference.parquet").is_file()
