@@ -183,8 +183,8 @@ def id_problems(props: Mapping[str, Any]) -> list[tuple[str, str]]:
             problems.append(
                 (
                     "machineType",
-                    f"deployedModelId {dm_id} is not hashed from this endpoint, modelId, machineType "
-                    f"and serviceAccount (want {want})",
+                    f"deployedModelId {dm_id} is not hashed from this endpoint, modelId, machineType, "
+                    f"serviceAccount, acceleratorType and acceleratorCount (want {want})",
                 )
             )
     project, region = props.get("project"), props.get("region")
