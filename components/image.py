@@ -41,7 +41,8 @@ MODEL_DIR = "/opt/model"
 RUNTIME_UID = 10001
 
 # What the serving runtime needs beyond the model's own requirements (which pin mlflow).
-SERVING_REQUIREMENTS = ("prometheus-client>=0.20,<1", "uvicorn>=0.30")
+# orjson: serving.capture formats captured numeric inputs with it (optional there; ~4x cheaper).
+SERVING_REQUIREMENTS = ("prometheus-client>=0.20,<1", "uvicorn>=0.30", "orjson>=3.8,<4")
 
 
 def serving_env(
