@@ -53,6 +53,8 @@ def serving_env(
     timeout_seconds: int | None = None,
     drain_seconds: int = DRAIN_SECONDS,
     max_body_bytes: int | None = None,
+    batch_max_size: int = 0,
+    batch_max_wait_ms: float | None = None,
 ) -> dict[str, str]:
     """The serving runtime's environment in a version's container, on every target.
 
@@ -60,7 +62,8 @@ def serving_env(
     change never changes (and so never restarts or replaces) a serving container. ``workers``
     None lets the runtime use the container's CPU limit; ``timeout_seconds`` None, its default.
     ``drain_seconds``: 0 where a preStop hook already waits for the endpoints to drain
-    (Kubernetes). ``max_body_bytes`` None: the runtime's default (6 MiB).
+    (Kubernetes). ``max_body_bytes`` None: the runtime's default (6 MiB). ``batch_max_size``
+    0: no adaptive batching; ``batch_max_wait_ms`` None: the runtime's default wait.
     """
     env = {
         "MODEL_NAME": model,
@@ -75,6 +78,10 @@ def serving_env(
         env["SERVING_TIMEOUT_SECONDS"] = str(timeout_seconds)
     if workers is not None:
         env["SERVING_WORKERS"] = str(workers)
+    if batch_max_size:
+        env["SERVING_BATCH_MAX_SIZE"] = str(batch_max_size)
+        if batch_max_wait_ms is not None:
+            env["SERVING_BATCH_MAX_WAIT_MS"] = f"{batch_max_wait_ms:g}"
     return env
 
 

@@ -152,7 +152,13 @@ def container_spec(
         {"name": k, "value": v}
         for k, v in serving_env(
             # the preStop sleep below already waits for the endpoints to drain
-            model, version, workers=cfg.workers, timeout_seconds=cfg.request_timeout_seconds, drain_seconds=0
+            model,
+            version,
+            workers=cfg.workers,
+            timeout_seconds=cfg.request_timeout_seconds,
+            drain_seconds=0,
+            batch_max_size=cfg.batch_max_size,
+            batch_max_wait_ms=cfg.batch_max_wait_ms,
         ).items()
     ]
     resources: dict[str, dict[str, str]] = {}

@@ -93,7 +93,13 @@ def version_labels(model: str, version: str, cfg: VertexSettings) -> dict[str, s
 
 
 def container_env(model: str, version: str, cfg: VertexSettings) -> dict[str, str]:
-    return serving_env(model, version, workers=cfg.workers)
+    return serving_env(
+        model,
+        version,
+        workers=cfg.workers,
+        batch_max_size=cfg.batch_max_size,
+        batch_max_wait_ms=cfg.batch_max_wait_ms,
+    )
 
 
 def container_spec(image_uri: str, model: str, version: str, cfg: VertexSettings) -> dict[str, Any]:
