@@ -4,6 +4,7 @@
     python bench/serving.py --duration 10    # longer runs, steadier numbers
     python bench/serving.py --client python  # without wrk (slower client: lower ceilings)
     python bench/serving.py --only capture   # just payload capture: off vs sample 1.0, interleaved
+    python bench/serving.py --only peers     # ours vs MLServer 1.7.1 vs mlflow, 2 models, c=1/8/32
 
 Same model (LogisticRegression on iris, saved with ``mlflow.sklearn.save_model``), same payloads
 (``dataframe_split`` JSON with 1 and 100 rows), same machine, one after the other:
@@ -532,7 +533,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--client", choices=["auto", "wrk", "python"], default="auto")
     parser.add_argument("--skip-mlflow", action="store_true", help="only in-process and ours")
     parser.add_argument(
-        "--only", choices=["all", "capture"], default="all", help="capture: only the payload capture comparison"
+        "--only",
+        choices=["all", "capture", "peers"],
+        default="all",
+        help="capture: only the payload capture comparison; peers: ours vs MLServer vs mlflow (bench/peers.py)",
+    )
+    parser.add_argument(
+        "--skip-servers", type=lambda s: s.split(","), default=[], help="peers: leave out these (e.g. mlserver)"
     )
     args = parser.parse_args(argv)
     if args.client == "auto":
@@ -542,6 +549,21 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("--rows takes 1 and/or 100")
 
     started = time.monotonic()
+    if args.only == "peers":
+        from bench.peers import bench_peers, render_peers
+
+        if "--concurrency" not in (argv if argv is not None else sys.argv[1:]):
+            args.concurrency = [1, 8, 32]
+        if "--workers" not in (argv if argv is not None else sys.argv[1:]):
+            args.workers = [2]
+        with tempfile.TemporaryDirectory(prefix="bench-peers-") as tmpdir:
+            peers, limits = bench_peers(args, Path(tmpdir))
+        print(render_peers(peers, limits))
+        print(
+            f"\nclient: {args.client}; {args.duration:.0f} s per run, {args.repeats} interleaved repeats; "
+            f"--workers {args.workers[0]}; {os.cpu_count()} CPUs; took {time.monotonic() - started:.0f} s"
+        )
+        return 0
     with tempfile.TemporaryDirectory(prefix="bench-serving-") as tmpdir:
         tmp = Path(tmpdir)
         model, payloads = make_model(tmp)
