@@ -10,7 +10,7 @@ Servers, all up at the same time, each with 2 workers (``--workers``), on loopba
   ``POST /invocations`` of its MLflow runtime - the same request format. It lives in a venv of
   its own, created by the benchmark when missing (``BENCH_MLSERVER_VENV``, default
   ``~/.cache/mlflow-deploy/mlserver-1.7.1``): ``mlserver`` and ``mlserver-mlflow`` 1.7.1 beside
-  this environment's MLflow and scikit-learn versions;
+  this environment's MLflow, scikit-learn, pandas and numpy versions;
 * ``ours``: ``python -m serving --workers 2``;
 * ``ours+batch``: the same with ``--batch-max-size 32``.
 
@@ -96,6 +96,8 @@ def mlserver_venv() -> Path:
         # what the models are saved with, so both sides load the same model the same way
         f"mlflow=={importlib.metadata.version('mlflow')}",
         f"scikit-learn=={importlib.metadata.version('scikit-learn')}",
+        f"pandas=={importlib.metadata.version('pandas')}",
+        f"numpy=={importlib.metadata.version('numpy')}",
     ]
     with contextlib.suppress(importlib.metadata.PackageNotFoundError):
         pins.append(f"skops=={importlib.metadata.version('skops')}")  # MLflow 3 saves sklearn with it
