@@ -37,14 +37,13 @@ from serving.metrics import Metrics
 
 
 class _Slot:
-    __slots__ = ("data", "done", "error", "result", "retry", "rows")
+    __slots__ = ("data", "done", "result", "retry", "rows")
 
     def __init__(self, data: Any, rows: int) -> None:
         self.data = data
         self.rows = rows
         self.done = threading.Event()
         self.result: Any = None
-        self.error: BaseException | None = None
         self.retry = False  # the merged predict failed: predict alone
 
 
@@ -146,8 +145,6 @@ class Batcher:
             slot.done.wait()
             if slot.retry:
                 return self.model.predict(data, params=params)
-            if slot.error is not None:
-                raise slot.error
             return slot.result
         self._lead(key, batch)  # type: ignore[arg-type]
         if slot.retry:
@@ -167,21 +164,22 @@ class Batcher:
                 if self._forming.get(key) is batch:
                     del self._forming[key]
         slots = batch.slots
-        self._observe(len(slots))
-        if len(slots) == 1:
-            slots[0].retry = True  # alone: predicted in its own thread, errors its own
-            return
+        pieces: list[Any] | None = None
         try:
-            import pandas as pd
+            self._observe(len(slots))
+            if len(slots) > 1:
+                import pandas as pd
 
-            merged = pd.concat([s.data for s in slots], ignore_index=True)
-            pieces = split_result(self.model.predict(merged), [s.rows for s in slots])
+                merged = pd.concat([s.data for s in slots], ignore_index=True)
+                pieces = split_result(self.model.predict(merged), [s.rows for s in slots])
         except Exception:  # noqa: BLE001 - retried per request: each gets its own answer
             pieces = None
-        for i, s in enumerate(slots):
-            if pieces is None:
-                s.retry = True
-            else:
-                s.result = pieces[i]
-            if i:
-                s.done.set()
+        finally:
+            # whatever happened, every follower is released (alone again if there is no piece)
+            for i, s in enumerate(slots):
+                if pieces is None:
+                    s.retry = True
+                else:
+                    s.result = pieces[i]
+                if i:
+                    s.done.set()
