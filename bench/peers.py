@@ -98,6 +98,9 @@ def mlserver_venv() -> Path:
         f"scikit-learn=={importlib.metadata.version('scikit-learn')}",
         f"pandas=={importlib.metadata.version('pandas')}",
         f"numpy=={importlib.metadata.version('numpy')}",
+        # MLServer 1.7.1's inference workers call asyncio.get_event_loop() with no loop set,
+        # which uvloop 0.22+ refuses (RuntimeError; the pool exits and MLServer with it)
+        "uvloop<0.22",
     ]
     with contextlib.suppress(importlib.metadata.PackageNotFoundError):
         pins.append(f"skops=={importlib.metadata.version('skops')}")  # MLflow 3 saves sklearn with it
