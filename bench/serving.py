@@ -3,7 +3,8 @@
     python bench/serving.py                  # the whole table, ~2-3 minutes
     python bench/serving.py --duration 10    # longer runs, steadier numbers
     python bench/serving.py --client python  # without wrk (slower client: lower ceilings)
-    python bench/serving.py --only capture   # just payload capture: off vs sample 1.0
+    python bench/serving.py --only capture   # just payload capture: off vs sample 1.0, interleaved
+    python bench/serving.py --only peers     # ours vs MLServer 1.7.1 vs mlflow, 2 models, c=1/8/32
 
 Same model (LogisticRegression on iris, saved with ``mlflow.sklearn.save_model``), same payloads
 (``dataframe_split`` JSON with 1 and 100 rows), same machine, one after the other:
@@ -24,10 +25,12 @@ The ``conns/worker`` column shows how the C connections of a run were spread ove
 processes (``ss`` sampled mid-run): with keep-alive a connection stays on the worker that
 accepted it, so an uneven split caps a 2-worker server below 2x.
 
-Payload capture (``serving.capture``): the runtime with capture off, then with
-``SERVING_CAPTURE_URL`` pointing at a loopback receiver in this process (``http.server``, answers
-204) and ``SERVING_CAPTURE_SAMPLE=1`` (every request captured), same payloads and load, printed
-side by side with the records the receiver got and the drops the runtime counted.
+Payload capture (``serving.capture``): the runtime with capture off and, up at the same time,
+with ``SERVING_CAPTURE_URL`` pointing at a loopback receiver in this process (``http.server``,
+answers 204) and ``SERVING_CAPTURE_SAMPLE=1`` (every request captured); same payloads and load,
+runs interleaved (off/on, then on/off, ``--repeats`` times) so a neighbour's load falls on both,
+printed per repeat with the servers' CPU per request (CPU seconds of the whole process tree /
+requests), the median ratios, the records the receiver got and the drops the runtime counted.
 """
 
 from __future__ import annotations
@@ -69,6 +72,8 @@ class Result:
     errors: int = 0
     spread: str = ""
     notes: list[str] = field(default_factory=list)
+    cpu_ms: float = 0.0  # server CPU (all processes) per request
+    repeat: int = 0
 
 
 # -- model and payloads ----------------------------------------------------------------------
@@ -399,45 +404,104 @@ def bench_in_process(model_path: str, payloads: dict[int, bytes], args: argparse
     return results
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process and its descendants (Linux ``/proc``)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    todo = [pid]
+    while todo:
+        current = todo.pop()
+        with contextlib.suppress(OSError):
+            stat = Path(f"/proc/{current}/stat").read_text()
+            fields = stat.rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+            for task in Path(f"/proc/{current}/task").iterdir():
+                with contextlib.suppress(OSError):
+                    todo += [int(child) for child in (task / "children").read_text().split()]
+    return total
+
+
 def bench_capture(model: str, payloads: dict[int, bytes], args: argparse.Namespace, tmp: Path) -> list[Result]:
-    """The runtime with capture off, then on at sample 1.0 to a loopback receiver."""
+    """The runtime with capture off and with capture on at sample 1.0 to a loopback receiver:
+    both servers up at once, runs interleaved (off, on, on, off, ...) ``--repeats`` times, so a
+    neighbour's load lands on both sides; CPU per request from the servers' process trees."""
     import functools
 
     results: list[Result] = []
     for workers in args.workers:
-        results += bench_server("ours", our_serve, model, workers, payloads, args, tmp)
         receiver = CaptureReceiver()
         seen: dict[str, float] = {}
         env = {"SERVING_CAPTURE_URL": receiver.url, "SERVING_CAPTURE_SAMPLE": "1"}
+        print(f"# capture off vs on, --workers {workers}", file=sys.stderr, flush=True)
         try:
-            serve = functools.partial(our_serve, env=env, seen=seen)
-            captured = bench_server("ours + capture", serve, model, workers, payloads, args, tmp)
+            with (
+                our_serve(model, workers, tmp / f"off-{workers}.log") as (off_url, off_pid),
+                functools.partial(our_serve, env=env, seen=seen)(model, workers, tmp / f"on-{workers}.log") as (
+                    on_url,
+                    on_pid,
+                ),
+            ):
+                sides = [("ours", off_url, off_pid), ("ours + capture", on_url, on_pid)]
+                for _name, url, _pid in sides:
+                    for rows in args.rows:
+                        measure(url, payloads[rows], max(args.concurrency), args.warmup, args.client, tmp, 1)
+                for repeat in range(args.repeats):
+                    for rows in args.rows:
+                        for concurrency in args.concurrency:
+                            order = sides if repeat % 2 == 0 else sides[::-1]
+                            for name, url, pid in order:
+                                cpu = tree_cpu_seconds(pid)
+                                rps, p50, p99, errors, spread = measure(
+                                    url, payloads[rows], concurrency, args.duration, args.client, tmp, workers
+                                )
+                                cpu = tree_cpu_seconds(pid) - cpu
+                                result = Result(name, workers, rows, concurrency, rps, p50, p99, errors, spread)
+                                result.cpu_ms = cpu * 1e3 / max(1.0, rps * args.duration)
+                                result.repeat = repeat
+                                results.append(result)
+                                print(
+                                    f"  {name} rows={rows} c={concurrency} #{repeat}: {rps:.0f} req/s, "
+                                    f"{result.cpu_ms:.2f} ms CPU/req",
+                                    file=sys.stderr,
+                                    flush=True,
+                                )
         finally:
             receiver.close()
         note = f"receiver got {receiver.lines}; sent {seen.get('records', 0):.0f}, dropped {seen.get('dropped', 0):.0f}"
-        for result in captured:
-            result.notes.append(note)
-        results += captured
+        for result in results:
+            if result.server == "ours + capture" and result.workers == workers:
+                result.notes.append(note)
     return results
 
 
 def render_capture(results: list[Result]) -> str:
-    off = {(r.workers, r.rows, r.concurrency): r for r in results if r.server == "ours"}
+    """One line per case and repeat (on / off of the same repeat), then the median ratio."""
+    off = {(r.workers, r.rows, r.concurrency, r.repeat): r for r in results if r.server == "ours"}
     lines = [
-        "| workers | rows | conc | off req/s | capture req/s | capture / off | off p50 / p99 ms "
-        "| capture p50 / p99 ms | errors |",
-        "|---:|---:|---:|---:|---:|---:|---|---|---:|",
+        "| workers | rows | conc | repeat | off req/s | capture req/s | capture / off | off CPU ms/req "
+        "| capture CPU ms/req | off p50 / p99 ms | capture p50 / p99 ms | errors |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---:|",
     ]
     notes: list[str] = []
+    ratios: dict[tuple[int | None, int, int], list[tuple[float, float]]] = {}
     for r in results:
-        if r.server != "ours + capture" or (r.workers, r.rows, r.concurrency) not in off:
+        key = (r.workers, r.rows, r.concurrency, r.repeat)
+        if r.server != "ours + capture" or key not in off:
             continue
-        base = off[(r.workers, r.rows, r.concurrency)]
+        base = off[key]
+        ratios.setdefault(key[:3], []).append((r.rps / base.rps, r.cpu_ms / base.cpu_ms))
         lines.append(
-            f"| {r.workers} | {r.rows} | {r.concurrency} | {base.rps:.0f} | {r.rps:.0f} | {r.rps / base.rps:.2f}x "
+            f"| {r.workers} | {r.rows} | {r.concurrency} | {r.repeat} | {base.rps:.0f} | {r.rps:.0f} "
+            f"| {r.rps / base.rps:.2f}x | {base.cpu_ms:.2f} | {r.cpu_ms:.2f} "
             f"| {base.p50_ms:.2f} / {base.p99_ms:.2f} | {r.p50_ms:.2f} / {r.p99_ms:.2f} | {base.errors + r.errors} |"
         )
         notes += [f"--workers {r.workers}: {n}" for n in r.notes if f"--workers {r.workers}: {n}" not in notes]
+    lines += ["", "| workers | rows | conc | median capture / off req/s | median capture / off CPU per request |"]
+    lines += ["|---:|---:|---:|---:|---:|"]
+    for (workers, rows, concurrency), pairs in ratios.items():
+        rps = statistics.median(p[0] for p in pairs)
+        cpu = statistics.median(p[1] for p in pairs)
+        lines.append(f"| {workers} | {rows} | {concurrency} | {rps:.2f}x | {cpu:.2f}x |")
     return "\n".join(lines + [""] + [f"capture (whole server run, warm-up included): {n}" for n in notes])
 
 
@@ -465,10 +529,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=lambda s: [int(x) for x in s.split(",")], default=[1, 2])
     parser.add_argument("--rows", type=lambda s: [int(x) for x in s.split(",")], default=[1, 100])
     parser.add_argument("--concurrency", type=lambda s: [int(x) for x in s.split(",")], default=[1, 8])
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved repeats of each capture case (3)")
     parser.add_argument("--client", choices=["auto", "wrk", "python"], default="auto")
     parser.add_argument("--skip-mlflow", action="store_true", help="only in-process and ours")
     parser.add_argument(
-        "--only", choices=["all", "capture"], default="all", help="capture: only the payload capture comparison"
+        "--only",
+        choices=["all", "capture", "peers"],
+        default="all",
+        help="capture: only the payload capture comparison; peers: ours vs MLServer vs mlflow (bench/peers.py)",
+    )
+    parser.add_argument(
+        "--skip-servers", type=lambda s: s.split(","), default=[], help="peers: leave out these (e.g. mlserver)"
     )
     args = parser.parse_args(argv)
     if args.client == "auto":
@@ -478,6 +549,21 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("--rows takes 1 and/or 100")
 
     started = time.monotonic()
+    if args.only == "peers":
+        from bench.peers import bench_peers, render_peers
+
+        if "--concurrency" not in (argv if argv is not None else sys.argv[1:]):
+            args.concurrency = [1, 8, 32]
+        if "--workers" not in (argv if argv is not None else sys.argv[1:]):
+            args.workers = [2]
+        with tempfile.TemporaryDirectory(prefix="bench-peers-") as tmpdir:
+            peers, limits = bench_peers(args, Path(tmpdir))
+        print(render_peers(peers, limits))
+        print(
+            f"\nclient: {args.client}; {args.duration:.0f} s per run, {args.repeats} interleaved repeats; "
+            f"--workers {args.workers[0]}; {os.cpu_count()} CPUs; took {time.monotonic() - started:.0f} s"
+        )
+        return 0
     with tempfile.TemporaryDirectory(prefix="bench-serving-") as tmpdir:
         tmp = Path(tmpdir)
         model, payloads = make_model(tmp)

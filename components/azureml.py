@@ -153,7 +153,14 @@ def probe(kind: str, cfg: AzureMlSettings) -> dict[str, Any]:
 
 def environment_variables(model: str, version: str, cfg: AzureMlSettings) -> dict[str, str]:
     workers = cfg.workers if cfg.workers is not None else (cfg.gpus or None)
-    return serving_env(model, version, workers=workers, timeout_seconds=cfg.request_timeout_seconds)
+    return serving_env(
+        model,
+        version,
+        workers=workers,
+        timeout_seconds=cfg.request_timeout_seconds,
+        batch_max_size=cfg.batch_max_size,
+        batch_max_wait_ms=cfg.batch_max_wait_ms,
+    )
 
 
 def deployment_properties(

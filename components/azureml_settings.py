@@ -122,6 +122,12 @@ class AzureMlSettings(_Model):
     gpu: bool | None = None
     """Serve on the VM size's GPUs (CUDA image, one worker per GPU). Default: on exactly when
     ``instanceType`` is a GPU size (``Standard_NC*``/``ND*``); ``true`` with a CPU size is an error."""
+    batch_max_size: int = Field(default=0, ge=0, le=1024)
+    """Adaptive batching: concurrent requests merged into one predict, at most this many
+    (``SERVING_BATCH_MAX_SIZE``); 0 = off. Only for models that predict rows independently."""
+    batch_max_wait_ms: float | None = Field(default=None, ge=0, le=1000)
+    """Adaptive batching: longest a request waits for others (``SERVING_BATCH_MAX_WAIT_MS``);
+    default: the runtime's (2 ms)."""
     app_insights: bool = False
     autoscale: AzureMlAutoscaleSettings | None = None
     action_group_id: str | None = None
@@ -167,6 +173,13 @@ class AzureMlSettings(_Model):
                 "azureml.modelStore",
                 "modelSource 'mlflow_model' needs 'modelStore' (the storage account/container the "
                 "registry artifacts are uploaded to)"
+            )
+        if self.model_source == "mlflow_model" and (self.batch_max_size or self.batch_max_wait_ms is not None):
+            key = "azureml.batchMaxSize" if self.batch_max_size else "azureml.batchMaxWaitMs"
+            raise _KeyedError(
+                key,
+                "adaptive batching is the serving runtime's: it needs modelSource 'image' (Azure's own "
+                "MLflow server does not batch)",
             )
         return self
 

@@ -198,6 +198,8 @@ def container_spec(
             drain_seconds=0,
             capture_url=capture.url if capture is not None else None,
             capture_sample=capture.sample if capture is not None else None,
+            batch_max_size=cfg.batch_max_size,
+            batch_max_wait_ms=cfg.batch_max_wait_ms,
         ).items()
     ]
     resources: dict[str, dict[str, str]] = {}

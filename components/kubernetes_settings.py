@@ -262,6 +262,12 @@ class KubernetesSettings(_Model):
     workers: int | None = Field(default=None, ge=1)
     """Serving workers per pod; if unset, one per GPU with ``gpu``, else the container's CPU limit."""
     gpu: GpuSettings | None = None
+    batch_max_size: int = Field(default=0, ge=0, le=1024)
+    """Adaptive batching: concurrent requests merged into one predict, at most this many
+    (``SERVING_BATCH_MAX_SIZE``); 0 = off. Only for models that predict rows independently."""
+    batch_max_wait_ms: float | None = Field(default=None, ge=0, le=1000)
+    """Adaptive batching: longest a request waits for others (``SERVING_BATCH_MAX_WAIT_MS``);
+    default: the runtime's (2 ms)."""
     request_timeout_seconds: int = Field(default=60, ge=1)
     autoscaling: AutoscalingSettings | None = None
     service_type: Literal["ClusterIP", "LoadBalancer"] = "ClusterIP"

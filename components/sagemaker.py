@@ -184,6 +184,8 @@ def container_environment(model: str, version: str, cfg: SageMakerSettings) -> d
         workers=cfg.workers if cfg.workers is not None else (cfg.gpus or None),
         timeout_seconds=cfg.request_timeout_seconds,
         max_body_bytes=SAGEMAKER_MAX_BODY_BYTES,
+        batch_max_size=cfg.batch_max_size,
+        batch_max_wait_ms=cfg.batch_max_wait_ms,
     )
 
 

@@ -237,6 +237,12 @@ class SageMakerSettings(_Model):
     serverless: SageMakerServerlessSettings | None = None
     """A serverless endpoint (no instances, scales to zero): see docs/sagemaker.md for what it
     cannot do (candidates, shadow, data capture, network isolation, GPUs, autoscaling)."""
+    batch_max_size: int = Field(default=0, ge=0, le=1024)
+    """Adaptive batching: concurrent requests merged into one predict, at most this many
+    (``SERVING_BATCH_MAX_SIZE``); 0 = off. Only for models that predict rows independently."""
+    batch_max_wait_ms: float | None = Field(default=None, ge=0, le=1000)
+    """Adaptive batching: longest a request waits for others (``SERVING_BATCH_MAX_WAIT_MS``);
+    default: the runtime's (2 ms)."""
     request_timeout_seconds: int = Field(default=60, ge=1, le=60)
     """SageMaker gives a real-time invocation 60 seconds at most."""
     network_isolation: bool = True

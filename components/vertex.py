@@ -94,7 +94,13 @@ def version_labels(model: str, version: str, cfg: VertexSettings) -> dict[str, s
 
 def container_env(model: str, version: str, cfg: VertexSettings) -> dict[str, str]:
     workers = cfg.workers if cfg.workers is not None else (cfg.gpus or None)
-    return serving_env(model, version, workers=workers)
+    return serving_env(
+        model,
+        version,
+        workers=workers,
+        batch_max_size=cfg.batch_max_size,
+        batch_max_wait_ms=cfg.batch_max_wait_ms,
+    )
 
 
 def container_spec(image_uri: str, model: str, version: str, cfg: VertexSettings) -> dict[str, Any]:

@@ -79,6 +79,12 @@ class VertexSettings(_Model):
     """Autoscaling target (percent CPU) between minReplicas and maxReplicas."""
     workers: int | None = Field(default=None, ge=1)
     """Serving workers per replica; default: the machine's CPU count."""
+    batch_max_size: int = Field(default=0, ge=0, le=1024)
+    """Adaptive batching: concurrent requests merged into one predict, at most this many
+    (``SERVING_BATCH_MAX_SIZE``); 0 = off. Only for models that predict rows independently."""
+    batch_max_wait_ms: float | None = Field(default=None, ge=0, le=1000)
+    """Adaptive batching: longest a request waits for others (``SERVING_BATCH_MAX_WAIT_MS``);
+    default: the runtime's (2 ms)."""
     service_account: str | None = None
     """Service account the serving container runs as; default: Vertex AI's own."""
     network: str | None = None

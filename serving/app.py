@@ -218,6 +218,8 @@ class ServingApp:
                 debug=settings.debug,
                 closing=self.state.closing,
                 capture=self.capture,
+                batch_max_size=settings.batch_max_size,
+                batch_max_wait_ms=settings.batch_max_wait_ms,
             )
         except DownloadError as exc:
             self._fail(exc, str(exc), runtime_dir, trace=False)

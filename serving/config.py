@@ -46,6 +46,7 @@ DEFAULT_DRAIN_SECONDS = 5.0
 DEFAULT_DOWNLOAD_TIMEOUT_SECONDS = 60.0
 DEFAULT_CAPTURE_SAMPLE = 1.0  # with a capture URL; no URL: capture is off
 DEFAULT_CAPTURE_QUEUE = 10_000  # captured requests waiting per worker; more are dropped
+DEFAULT_BATCH_MAX_WAIT_MS = 2.0  # with --batch-max-size: longest a request waits for others
 ACCESS_LOGS = ("json", "text", "off")
 MAX_WORKERS_PER_CPU = 4
 MAX_WORKERS_FORCED = 1024
@@ -80,6 +81,8 @@ class Settings:
     capture_url: str | None = None  # payload capture receiver (serving.capture); None: off
     capture_sample: float = DEFAULT_CAPTURE_SAMPLE
     capture_queue: int = DEFAULT_CAPTURE_QUEUE
+    batch_max_size: int = 0  # adaptive batching (serving.batching): requests per predict; 0/1: off
+    batch_max_wait_ms: float = DEFAULT_BATCH_MAX_WAIT_MS
     port_file: str | None = None  # write the bound ports here once listening (for port 0)
 
     @property
@@ -190,6 +193,16 @@ NUMBERS: tuple[Number, ...] = (
         "capture_queue", "--capture-queue", ("SERVING_CAPTURE_QUEUE",), int, 1, 1_000_000,
         "captured requests waiting to be sent, per worker; more are dropped and counted "
         "(env SERVING_CAPTURE_QUEUE; 10000)",
+    ),
+    Number(
+        "batch_max_size", "--batch-max-size", ("SERVING_BATCH_MAX_SIZE",), int, 0, 1024,
+        "adaptive batching: concurrent requests with the same columns and no params merged into "
+        "one predict, at most this many (env SERVING_BATCH_MAX_SIZE; 0 = off)",
+    ),
+    Number(
+        "batch_max_wait_ms", "--batch-max-wait-ms", ("SERVING_BATCH_MAX_WAIT_MS",), float, 0, 1000,
+        "adaptive batching: longest a request waits for others while more are arriving "
+        "(env SERVING_BATCH_MAX_WAIT_MS; 2)",
     ),
 )
 _BY_FIELD = {n.field: n for n in NUMBERS}
@@ -381,6 +394,8 @@ def parse_settings(
         capture_url=_capture_url(args, environ),
         capture_sample=float(numbers.get("capture_sample", DEFAULT_CAPTURE_SAMPLE)),
         capture_queue=int(numbers.get("capture_queue", DEFAULT_CAPTURE_QUEUE)),
+        batch_max_size=int(numbers.get("batch_max_size", 0)),
+        batch_max_wait_ms=float(numbers.get("batch_max_wait_ms", DEFAULT_BATCH_MAX_WAIT_MS)),
         port_file=args.port_file,
     )
 

@@ -32,6 +32,7 @@ the server log under that id (5xx at ERROR, 4xx at DEBUG), never into a response
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextvars
 import functools
 import json
@@ -42,6 +43,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from serving.batching import Batcher
 from serving.capture import Capture
 from serving.limits import bounded_message, json_depth_exceeds
 from serving.metrics import STATUS_KEY, Metrics, Receive, Scope, Send
@@ -68,11 +70,13 @@ class ScoringCall:
     loaded ``PyFuncModel``, counts the rows it scores, and records whether ``predict`` returned
     or raised, so the handler can tell a model failure from bad input."""
 
-    __slots__ = ("_model", "_on_rows", "data", "error", "outcome", "rows")
+    __slots__ = ("_batcher", "_model", "_on_rows", "data", "error", "outcome", "reached", "rows")
 
-    def __init__(self, model: Any, on_rows: Callable[[int], None]) -> None:
+    def __init__(self, model: Any, on_rows: Callable[[int], None], batcher: Batcher | None = None) -> None:
         self._model = model
         self._on_rows = on_rows
+        self._batcher = batcher
+        self.reached = False  # predict was called (a batcher counts the requests on their way)
         self.outcome = NOT_CALLED
         self.error: BaseException | None = None
         self.data: Any = None  # the parsed input, once predict returned (for serving.capture)
@@ -85,8 +89,12 @@ class ScoringCall:
     def predict(self, data: Any, params: dict[str, Any] | None = None) -> Any:
         from mlflow.exceptions import MlflowException
 
+        self.reached = True
         try:
-            result = self._model.predict(data, params=params)
+            if self._batcher is None:
+                result = self._model.predict(data, params=params)
+            else:
+                result = self._batcher.predict(data, params, count_rows(data))
         except MlflowException:
             # schema enforcement (400), or the model's own MlflowException: MLflow's mapping
             raise
@@ -186,6 +194,8 @@ class Invocations:
         debug: bool,
         closing: Callable[[], bool] = lambda: False,
         capture: Capture | None = None,
+        batch_max_size: int = 0,
+        batch_max_wait_ms: float = 2.0,
     ) -> None:
         from mlflow.pyfunc import scoring_server
 
@@ -199,6 +209,15 @@ class Invocations:
         self.closing = closing  # True while the server drains: answers carry Connection: close
         self._invocations: Callable[..., Any] = scoring_server.invocations
         self.capture = capture  # serving.capture: scored requests go to its queue after the answer
+        # serving.batching (opt-in): predict calls of concurrent requests merged. Its scoring
+        # threads wait for each other, so they get a pool of their own, larger than a batch.
+        self.batcher: Batcher | None = None
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        if batch_max_size >= 2:
+            self.batcher = Batcher(model, batch_max_size, batch_max_wait_ms, metrics)
+            self._executor = concurrent.futures.ThreadPoolExecutor(
+                max_workers=max(32, 2 * batch_max_size), thread_name_prefix="scoring"
+            )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send, started: float | None = None) -> None:
         """Answer one request. ``started``: when it arrived, if it waited (for the model to
@@ -225,7 +244,8 @@ class Invocations:
                         f"Invalid input. The JSON document nests deeper than {self.max_depth} levels "
                         "(--max-json-depth / SERVING_MAX_JSON_DEPTH).",
                     )
-                call = ScoringCall(self.model, self.metrics.rows.inc)
+                batcher = self.batcher
+                call = ScoringCall(self.model, self.metrics.rows.inc, batcher)
                 run = functools.partial(
                     contextvars.copy_context().run,
                     self._invocations,
@@ -234,7 +254,13 @@ class Invocations:
                     call,
                     self.input_schema,
                 )
-                result = await loop.run_in_executor(None, run)
+                if batcher is None:
+                    result = await loop.run_in_executor(None, run)
+                else:
+                    batcher.arriving()
+                    # shielded: a request that times out still runs (and is counted off) in its
+                    # thread, as an unbatched one that already started does
+                    result = await asyncio.shield(loop.run_in_executor(self._executor, _batched(run, call, batcher)))
             except asyncio.CancelledError:
                 if guard.reason is None:
                     raise  # cancelled from outside (shutdown): not ours to answer
@@ -346,6 +372,17 @@ class Invocations:
         if self.debug:
             payload["stack_trace"] = _format(failed)
         return status, payload
+
+
+def _batched(run: Callable[[], Any], call: ScoringCall, batcher: Batcher) -> Callable[[], Any]:
+    def scoring() -> Any:
+        try:
+            return run()
+        finally:
+            if not call.reached:
+                batcher.passed()  # bad input: it will never join a batch
+
+    return scoring
 
 
 def _format(exc: BaseException) -> str:

@@ -93,6 +93,9 @@ STATUS_KEY = "mlflow_deploy.status"
 DROP_REASONS = ("header_timeout", "over_limit")
 
 
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+
+
 class Metrics:
     """The metric objects, registered on a private registry (not prometheus_client's global)."""
 
@@ -153,6 +156,13 @@ class Metrics:
             "model_capture_dropped",
             "Captured requests dropped, by reason.",
             ["reason"],
+            registry=self.registry,
+        )
+        # Adaptive batching (serving.batching): requests per predict call, with batching on.
+        self.batch_size = Histogram(
+            "model_batch_size",
+            "Requests predicted together in one call to the model (adaptive batching).",
+            buckets=BATCH_BUCKETS,
             registry=self.registry,
         )
         # (route, status) -> (counter child, histogram child): .labels() costs a lock and a dict

@@ -409,6 +409,12 @@ def test_image_source_builds_into_the_workspace_registry(
         ({"authMode": "aml_token"}, "azureml.authMode"),
         ({"instanceCount": 0}, "azureml.instanceCount"),
         ({"workspce": "typo"}, "azureml.workspce"),
+        (
+            {"modelSource": "mlflow_model", "modelStore": {"storageAccount": "acct", "container": "models"},
+             "batchMaxSize": 8},
+            "azureml.batchMaxSize",
+        ),
+        ({"batchMaxSize": 2000}, "azureml.batchMaxSize"),
     ],
 )
 def test_settings_errors_name_the_key(az: dict[str, Any], key: str) -> None:

@@ -157,3 +157,39 @@ def test_sagemaker_containers_accept_what_sagemaker_lets_through() -> None:
     assert runtime.max_body_bytes == SAGEMAKER_MAX_BODY_BYTES
     # the other targets keep the runtime's default
     assert parse_runtime([], env=_vertex_env(), cpus=lambda: 2).max_body_bytes == 6 * 1024 * 1024
+
+
+@pytest.mark.parametrize("target", ["kubernetes", "sagemaker", "azureml", "vertex"])
+def test_batching_keys_reach_the_runtime_on_every_target(
+    target: str, render, registry: SampleRegistry  # type: ignore[no-untyped-def]
+) -> None:
+    """``batchMaxSize`` / ``batchMaxWaitMs`` of each target become the runtime's batching, read by
+    the runtime's own parser; left out, the runtime does not batch."""
+    from components.azureml import environment_variables
+    from components.sagemaker import container_environment
+    from components.vertex import container_env
+
+    def env_of(keys: dict[str, Any]) -> dict[str, str]:
+        if target == "kubernetes":
+            out = render(base_config(registry, kubernetes={"replicas": 1, **keys}))
+            return {e["name"]: e["value"] for e in _containers(out)[0]["env"]}
+        if target == "sagemaker":
+            stack = parse_stack(
+                {
+                    "mlflow-deploy:model": {"name": "fraud-detector", "version": "7"},
+                    "mlflow-deploy:sagemaker": {"region": "us-east-1", **keys},
+                }
+            )
+            assert stack.sagemaker is not None
+            return container_environment("fraud-detector", "7", stack.sagemaker)
+        if target == "azureml":
+            az = AzureMlSettings(resourceGroup="ml-rg", workspace="ml-ws", location="westeurope", **keys)
+            return environment_variables("fraud-detector", "7", az)
+        return container_env("fraud-detector", "7", VertexSettings(project="acme-ml", **keys))
+
+    on = parse_runtime([], env=env_of({"batchMaxSize": 16, "batchMaxWaitMs": 5}), cpus=lambda: 2)
+    assert (on.batch_max_size, on.batch_max_wait_ms) == (16, 5.0)
+    default_wait = parse_runtime([], env=env_of({"batchMaxSize": 8}), cpus=lambda: 2)
+    assert (default_wait.batch_max_size, default_wait.batch_max_wait_ms) == (8, 2.0)
+    off = env_of({})
+    assert "SERVING_BATCH_MAX_SIZE" not in off and parse_runtime([], env=off, cpus=lambda: 2).batch_max_size == 0
