@@ -153,7 +153,7 @@ def probe(kind: str, cfg: AzureMlSettings) -> dict[str, Any]:
 
 def environment_variables(model: str, version: str, cfg: AzureMlSettings) -> dict[str, str]:
     workers = cfg.workers if cfg.workers is not None else (cfg.gpus or None)
-    return serving_env(model, version, workers=workers, timeout_seconds=cfg.request_timeout_seconds)
+    return serving_env(model, version, workers=workers, gpus=cfg.gpus, timeout_seconds=cfg.request_timeout_seconds)
 
 
 def deployment_properties(
@@ -445,6 +445,7 @@ class AzureMlModelEndpoint(pulumi.ComponentResource):
                 opts=pulumi.ResourceOptions(parent=self),
                 registry_username=None if own_acr else args.image.registry_username,
                 registry_password=None if own_acr else args.registry_password,
+                gpu=cfg.gpus > 0,
             )
         traffic, mirror = traffic_maps(model, plan)
 

@@ -94,7 +94,7 @@ def version_labels(model: str, version: str, cfg: VertexSettings) -> dict[str, s
 
 def container_env(model: str, version: str, cfg: VertexSettings) -> dict[str, str]:
     workers = cfg.workers if cfg.workers is not None else (cfg.gpus or None)
-    return serving_env(model, version, workers=workers)
+    return serving_env(model, version, workers=workers, gpus=cfg.gpus)
 
 
 def container_spec(image_uri: str, model: str, version: str, cfg: VertexSettings) -> dict[str, Any]:
@@ -347,6 +347,7 @@ class VertexModelService(pulumi.ComponentResource):
             args.image,
             repository,
             opts=pulumi.ResourceOptions(parent=self),
+            gpu=cfg.gpus > 0,
         )
 
         # -- endpoint; the traffic split is VertexTrafficSplit's, not the endpoint's
