@@ -117,12 +117,17 @@ def declare(
             from components.monitoring import ModelMonitoring, ModelMonitoringArgs
 
             extra_alerts, extra_rows = [], []
+            thresholds = settings.monitoring.thresholds
             if drift.enabled:
                 from components.monitoring_quality import quality_alert_rules, quality_rows
 
-                thresholds = settings.monitoring.thresholds
                 extra_alerts = quality_alert_rules(name, settings.kubernetes.namespace, plan, thresholds, drift)
                 extra_rows = quality_rows(name, settings.kubernetes.namespace, thresholds)
+            if settings.kubernetes.gpu is not None:
+                from components.monitoring_gpu import gpu_alert_rules, gpu_rows
+
+                extra_alerts += gpu_alert_rules(name, settings.kubernetes.namespace, thresholds)
+                extra_rows += gpu_rows(name, settings.kubernetes.namespace)
             k8s_mon = ModelMonitoring(
                 f"{base}-monitoring",
                 ModelMonitoringArgs(
