@@ -157,6 +157,7 @@ def environment_variables(model: str, version: str, cfg: AzureMlSettings) -> dic
         model,
         version,
         workers=workers,
+        gpus=cfg.gpus,
         timeout_seconds=cfg.request_timeout_seconds,
         batch_max_size=cfg.batch_max_size,
         batch_max_wait_ms=cfg.batch_max_wait_ms,
@@ -458,6 +459,7 @@ class AzureMlModelEndpoint(pulumi.ComponentResource):
                 opts=pulumi.ResourceOptions(parent=self),
                 registry_username=None if own_acr else args.image.registry_username,
                 registry_password=None if own_acr else args.registry_password,
+                gpu=cfg.gpus > 0,
             )
         traffic, mirror = traffic_maps(model, plan)
 

@@ -256,8 +256,8 @@ def gpu_requirements(requirements: Sequence[str]) -> list[str]:
     for req in requirements:
         low = req.strip().lower()
         if re.search(r"\+cpu\b", low) or re.search(r"/whl/cpu\b", low) or re.match(r"^tensorflow-cpu\b", low):
-            raise ValueError(f"requirement {req!r} is a CPU-only build; a GPU image needs the CUDA build")
-        name = re.split(r"[\[=<>~!; @]", low, maxsplit=1)[0].replace("_", "-")
+            raise GpuImageError(f"requirement {req!r} is a CPU-only build; a GPU image needs the CUDA build")
+        name = req_name(low)
         extra = GPU_EXTRAS.get(name)
         if extra and "[" not in req.split(";")[0]:
             rest = req.strip()[len(name) :]
@@ -266,14 +266,68 @@ def gpu_requirements(requirements: Sequence[str]) -> list[str]:
     return out
 
 
-def check_gpu_model(flavors: Iterable[str], requirements: Sequence[str], base_image: str) -> None:
-    """Refuse a GPU request the model or the base image cannot use (ValueError with the reason)."""
+GPU_PACKAGES = frozenset(
+    {"torch", "tensorflow", "jax", "xgboost", "catboost", "lightgbm", "onnxruntime-gpu", "cupy-cuda12x",
+     "cupy-cuda11x", "tensorrt", "vllm"}
+)  # fmt: skip
+"""Packages that run on a CUDA GPU: a GPU request for a model that requires none of them (and
+whose flavors are not in CUDA_FLAVORS) has nothing to put on the GPU."""
+CUDA_BASE_PACKAGES = frozenset({"onnxruntime-gpu"})
+"""Packages whose PyPI wheels do not bring the CUDA user space (onnxruntime-gpu links against the
+system's CUDA 12 and cuDNN 9, onnxruntime.ai "CUDA Execution Provider: Requirements"): their GPU
+image needs a CUDA runtime base image (``image.baseImage``), not ``python:<x.y>-slim``. torch's,
+TensorFlow's ``and-cuda``, XGBoost's and CatBoost's Linux wheels bring theirs; LightGBM's use the
+driver's OpenCL."""
+
+
+class GpuImageError(ValueError):
+    """Why a model cannot have a GPU image. ``key``: the config key to fix when it is not the
+    target's GPU request itself (``image.baseImage``), else None."""
+
+    def __init__(self, message: str, key: str | None = None):
+        self.key = key
+        super().__init__(message)
+
+
+def req_name(req: str) -> str:
+    """A requirement's normalised project name (``Torch_Vision>=1`` -> ``torch-vision``)."""
+    return re.split(r"[\[=<>~!; @]", req.strip().lower(), maxsplit=1)[0].replace("_", "-")
+
+
+def looks_cuda_image(ref: str) -> bool:
+    """A base image that carries the CUDA runtime: ``nvidia/cuda``, NGC images, ``…cuda…`` tags."""
+    return bool(re.search(r"cuda|nvcr\.io/nvidia/", ref, re.IGNORECASE))
+
+
+def check_gpu_model(flavors: Iterable[str], requirements: Sequence[str], base_image: str) -> list[str]:
+    """The GPU image's requirements (CUDA extras added), or GpuImageError: the model or the base
+    image cannot use a GPU. ``base_image`` is the resolved reference (``python:3.11-slim``)."""
     own = {f for f in flavors if f != "python_function"}
     if own and own <= CPU_ONLY_FLAVORS:
-        raise ValueError(f"the model's flavors ({', '.join(sorted(own))}) never use a GPU; serve it on CPUs")
+        raise GpuImageError(f"the model's flavors ({', '.join(sorted(own))}) never use a GPU; serve it on CPUs")
     if cpu_only_base_image(base_image):
-        raise ValueError(
-            f"image.baseImage {base_image!r} is a CPU-only image; with a GPU use the default "
-            "python:{python_version}-slim (the framework wheels bring CUDA) or a CUDA image"
+        raise GpuImageError(
+            f"{base_image!r} is a CPU-only image; with a GPU use the default python:{{python_version}}-slim "
+            "(the framework wheels bring CUDA) or a CUDA image",
+            key="image.baseImage",
         )
-    gpu_requirements(requirements)
+    reqs = gpu_requirements(requirements)
+    names = {req_name(r) for r in reqs}
+    if "onnxruntime" in names or ("onnx" in own and "onnxruntime-gpu" not in names):
+        raise GpuImageError(
+            "the model requires onnxruntime, the CPU build: log it with onnxruntime-gpu to serve on a GPU"
+        )
+    if not own & set(CUDA_FLAVORS) and not names & GPU_PACKAGES:
+        raise GpuImageError(
+            "nothing the model requires runs on a GPU (its flavors: "
+            f"{', '.join(sorted(own)) or 'python_function only'}; GPU packages: {', '.join(sorted(GPU_PACKAGES))})"
+        )
+    needs_base = sorted(names & CUDA_BASE_PACKAGES)
+    if needs_base and not looks_cuda_image(base_image):
+        raise GpuImageError(
+            f"{', '.join(needs_base)} needs the CUDA runtime and cuDNN in the image, which {base_image!r} lacks: "
+            "set a CUDA runtime image with the model's Python and pip (e.g. built FROM "
+            "nvidia/cuda:12.4.1-cudnn-runtime-ubuntu22.04)",
+            key="image.baseImage",
+        )
+    return reqs

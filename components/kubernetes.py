@@ -194,6 +194,7 @@ def container_spec(
             model,
             version,
             workers=pod_workers(cfg),
+            gpus=cfg.gpu.count if cfg.gpu is not None else 0,
             timeout_seconds=cfg.request_timeout_seconds,
             drain_seconds=0,
             capture_url=capture.url if capture is not None else None,
@@ -473,6 +474,7 @@ class KubernetesModelService(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self),
             registry_username=args.image.registry_username,
             registry_password=args.registry_password,
+            gpu=cfg.gpu is not None,
         )
         ns_name = cfg.namespace
 

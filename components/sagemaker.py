@@ -182,6 +182,7 @@ def container_environment(model: str, version: str, cfg: SageMakerSettings) -> d
         model,
         version,
         workers=cfg.workers if cfg.workers is not None else (cfg.gpus or None),
+        gpus=cfg.gpus,
         timeout_seconds=cfg.request_timeout_seconds,
         max_body_bytes=SAGEMAKER_MAX_BODY_BYTES,
         batch_max_size=cfg.batch_max_size,
@@ -861,4 +862,5 @@ class SageMakerModelService(pulumi.ComponentResource):
             registry_address=address,
             registry_username=username,
             registry_password=password,
+            gpu=args.settings.gpus > 0,
         )

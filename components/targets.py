@@ -35,6 +35,33 @@ def keda_prometheus_address(settings: Settings) -> str | None:
     return k.autoscaling.prometheus_address or default_prometheus_address(settings.monitoring.stack_namespace)
 
 
+def gpu_requests(settings: Settings) -> dict[str, str]:
+    """Targets that serve on GPUs: target -> the config key of the request (what to change)."""
+    out = {}
+    if settings.kubernetes is not None and settings.kubernetes.gpu is not None:
+        out["kubernetes"] = "kubernetes.gpu"
+    if settings.sagemaker is not None and settings.sagemaker.gpus > 0:
+        out["sagemaker"] = "sagemaker.gpu" if settings.sagemaker.gpu else "sagemaker.instanceType"
+    if settings.azureml is not None and settings.azureml.model_source == "image" and settings.azureml.gpus > 0:
+        out["azureml"] = "azureml.gpu" if settings.azureml.gpu else "azureml.instanceType"
+    if settings.vertex is not None and settings.vertex.gpus > 0:
+        out["vertex"] = "vertex.acceleratorType"
+    return out
+
+
+def check_gpu_images(settings: Settings, models: dict[str, ResolvedModel]) -> None:
+    """SettingsError (naming the key) when a target asks for GPUs and a live version's image
+    cannot use them (components/gpu.py): before any resource is declared."""
+    from components.image import gpu_image_errors
+    from components.settings_base import SettingsError
+
+    errors: list[tuple[str, str]] = []
+    for key in gpu_requests(settings).values():
+        errors += [e for e in gpu_image_errors(models, settings.image, key) if e not in errors]
+    if errors:
+        raise SettingsError(errors)
+
+
 def declare(
     settings: Settings,
     plan: TrafficPlan,
@@ -42,6 +69,7 @@ def declare(
     config: pulumi.Config,
 ) -> dict[str, Any]:
     """Declare every enabled target (and its monitoring); return the stack exports."""
+    check_gpu_images(settings, models)
     exports: dict[str, Any] = {}
     name = settings.model.name
     base = base_name(name)
@@ -88,12 +116,17 @@ def declare(
             from components.monitoring import ModelMonitoring, ModelMonitoringArgs
 
             extra_alerts, extra_rows = [], []
+            thresholds = settings.monitoring.thresholds
             if drift.enabled:
                 from components.monitoring_quality import quality_alert_rules, quality_rows
 
-                thresholds = settings.monitoring.thresholds
                 extra_alerts = quality_alert_rules(name, settings.kubernetes.namespace, plan, thresholds, drift)
                 extra_rows = quality_rows(name, settings.kubernetes.namespace, thresholds)
+            if settings.kubernetes.gpu is not None:
+                from components.monitoring_gpu import gpu_alert_rules, gpu_rows
+
+                extra_alerts += gpu_alert_rules(name, settings.kubernetes.namespace, thresholds)
+                extra_rows += gpu_rows(name, settings.kubernetes.namespace)
             k8s_mon = ModelMonitoring(
                 f"{base}-monitoring",
                 ModelMonitoringArgs(

@@ -98,6 +98,7 @@ def container_env(model: str, version: str, cfg: VertexSettings) -> dict[str, st
         model,
         version,
         workers=workers,
+        gpus=cfg.gpus,
         batch_max_size=cfg.batch_max_size,
         batch_max_wait_ms=cfg.batch_max_wait_ms,
     )
@@ -360,6 +361,7 @@ class VertexModelService(pulumi.ComponentResource):
             args.image,
             repository,
             opts=pulumi.ResourceOptions(parent=self),
+            gpu=cfg.gpus > 0,
         )
 
         # -- monitoring.drift: the request-response logging table, before the endpoint names it

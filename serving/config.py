@@ -63,6 +63,7 @@ class Settings:
     port: int = DEFAULT_PORT
     metrics_port: int = DEFAULT_METRICS_PORT
     workers: int | None = None  # None: from the cgroup CPU limit
+    gpus: int = 0  # GPUs the container was given; >0: each worker gets its share (serving.gpus)
     timeout: int = DEFAULT_TIMEOUT_SECONDS  # whole seconds, as MLflow's own timeout
     keepalive: int = DEFAULT_KEEPALIVE_SECONDS
     header_timeout: float = DEFAULT_HEADER_TIMEOUT_SECONDS
@@ -144,6 +145,11 @@ NUMBERS: tuple[Number, ...] = (
         "workers", "--workers", ("SERVING_WORKERS",), int, 1, MAX_WORKERS_FORCED,
         f"worker processes (env SERVING_WORKERS; default: the container's CPU limit; at most "
         f"{MAX_WORKERS_PER_CPU} per CPU unless --force-workers)",
+    ),
+    Number(
+        "gpus", "--gpus", ("SERVING_GPUS",), int, 0, 256,
+        "GPUs the container was given: each worker gets its own share through CUDA_VISIBLE_DEVICES "
+        "(env SERVING_GPUS; 0 = leave the GPUs alone)",
     ),
     Number(
         "timeout", "--timeout", ("SERVING_TIMEOUT_SECONDS",), int, 1, 3600,
@@ -376,6 +382,7 @@ def parse_settings(
         port=port,
         metrics_port=metrics_port,
         workers=int(workers) if workers is not None else None,
+        gpus=int(numbers.get("gpus", 0)),
         timeout=int(numbers.get("timeout", DEFAULT_TIMEOUT_SECONDS)),
         keepalive=int(numbers.get("keepalive", DEFAULT_KEEPALIVE_SECONDS)),
         header_timeout=float(numbers.get("header_timeout", DEFAULT_HEADER_TIMEOUT_SECONDS)),

@@ -45,6 +45,7 @@ from serving.balance import ConnectionBoard
 from serving.config import Settings, parse_settings
 from serving.cpu import detect_workers
 from serving.drain import DrainFlag, stop_accepting
+from serving.gpus import CUDA_VISIBLE_DEVICES, worker_devices
 from serving.worker import (  # the supervisor/worker handshake, defined once
     BOARD_ENV,
     DRAIN_FLAG_ENV,
@@ -148,6 +149,8 @@ class Supervisor:
         env[MULTIPROC_ENV] = str(self.multiproc_dir)
         env[RUNTIME_DIR_ENV] = str(self.runtime_dir)
         env[SETTINGS_ENV] = self.settings.to_json()
+        if self.settings.gpus > 0:
+            env[CUDA_VISIBLE_DEVICES] = worker_devices(slot, self.workers, self.settings.gpus, os.environ)
         return env
 
     def spawn(self, slot: int, preload: bool = False) -> None:
@@ -333,13 +336,14 @@ def serve(settings: Settings) -> int:
         exporter.start()
         port, metrics_port = sock.getsockname()[1], metrics_sock.getsockname()[1]
         logger.info(
-            "serving %s on http://%s:%d (metrics on port %d) with %d worker(s), timeout %d s, "
+            "serving %s on http://%s:%d (metrics on port %d) with %d worker(s)%s, timeout %d s, "
             "keep-alive %d s, header timeout %g s, max body %d bytes, drain %g s (runtime %s)",
             settings.model_uri,
             settings.host,
             port,
             metrics_port,
             workers,
+            f" on {settings.gpus} GPU(s)" if settings.gpus else "",
             settings.timeout,
             settings.keepalive,
             settings.header_timeout,

@@ -18,6 +18,7 @@ if str(ROOT) not in sys.path:
 
 from modelctl.render import Rendered, run_program  # noqa: E402
 from modelctl.sample import SampleRegistry, register_sample_model  # noqa: E402
+from tests.gpu_models import GpuModels, register_gpu_models  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -30,6 +31,13 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> SampleRegistry:
     # image build contexts of rendered programs go to a temp dir, not ./build
     os.environ["MLFLOW_DEPLOY_BUILD_DIR"] = str(tmp_path_factory.mktemp("build"))
     return reg
+
+
+@pytest.fixture(scope="session")
+def gpu_models(registry: SampleRegistry) -> GpuModels:
+    """``image-scorer`` versions 1-3 (torch, TensorFlow, onnxruntime-gpu pyfunc models) in the
+    same registry: what a GPU render serves (tests/gpu_models.py)."""
+    return register_gpu_models(registry.tracking_uri)
 
 
 def base_config(registry: SampleRegistry, **overrides: Any) -> dict[str, Any]:

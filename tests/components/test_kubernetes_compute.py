@@ -17,6 +17,7 @@ from components.settings import SettingsError, parse_settings
 from modelctl.render import Rendered
 from modelctl.sample import SampleRegistry
 from tests.conftest import base_config
+from tests.gpu_models import GpuModels
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "crds"
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"
@@ -24,6 +25,7 @@ HPA = "kubernetes:autoscaling/v2:HorizontalPodAutoscaler"
 PDB = "kubernetes:policy/v1:PodDisruptionBudget"
 SCALED_OBJECT = "kubernetes:keda.sh/v1alpha1:ScaledObject"
 MONITORING = {"enabled": True, "stackNamespace": "monitoring"}
+GPU_DEPLOYMENT = "image-scorer-v1"
 
 
 def k8s(**extra: Any) -> dict[str, Any]:
@@ -48,10 +50,17 @@ def deployment_manifest(out: Rendered, name: str = "fraud-detector-v1") -> dict[
 # --------------------------------------------------------------------------- GPUs
 
 
-def test_gpu_limits_node_selection_tolerations_and_one_worker_per_gpu(render: Any, registry: SampleRegistry) -> None:
+def gpu_config(registry: SampleRegistry, gpu_models: GpuModels, **k8s_extra: Any) -> dict[str, Any]:
+    """The torch model (a GPU can serve it; the sklearn sample is refused) on Kubernetes."""
+    return base_config(registry, model={"name": gpu_models.name, "version": "1"}, kubernetes=k8s(**k8s_extra))
+
+
+def test_gpu_limits_node_selection_tolerations_and_one_worker_per_gpu(
+    render: Any, registry: SampleRegistry, gpu_models: GpuModels
+) -> None:
     gpu = {"count": 2, "nodeSelector": {"cloud.google.com/gke-accelerator": "nvidia-l4"}}
-    out = render(base_config(registry, kubernetes=k8s(gpu=gpu)))
-    spec = pod_spec(out)
+    out = render(gpu_config(registry, gpu_models, gpu=gpu))
+    spec = pod_spec(out, GPU_DEPLOYMENT)
     (c,) = spec["containers"]
     assert c["resources"]["limits"]["nvidia.com/gpu"] == "2"
     assert "nvidia.com/gpu" not in c["resources"].get("requests", {})
@@ -59,16 +68,19 @@ def test_gpu_limits_node_selection_tolerations_and_one_worker_per_gpu(render: An
     assert spec["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
     env = {e["name"]: e["value"] for e in c["env"]}
     assert env["SERVING_WORKERS"] == "2"
-    kubernetes_validate.validate(deployment_manifest(out), kubernetes_validate.latest_version(), strict=True)
+    assert env["SERVING_GPUS"] == "2"  # the runtime pins each worker to its GPU (serving/gpus.py)
+    kubernetes_validate.validate(
+        deployment_manifest(out, GPU_DEPLOYMENT), kubernetes_validate.latest_version(), strict=True
+    )
 
 
-def test_explicit_workers_and_tolerations_win(render: Any, registry: SampleRegistry) -> None:
+def test_explicit_workers_and_tolerations_win(render: Any, registry: SampleRegistry, gpu_models: GpuModels) -> None:
     gpu = {
         "count": 1,
         "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "ml", "effect": "NoSchedule"}],
     }
-    out = render(base_config(registry, kubernetes=k8s(gpu=gpu, workers=3)))
-    spec = pod_spec(out)
+    out = render(gpu_config(registry, gpu_models, gpu=gpu, workers=3))
+    spec = pod_spec(out, GPU_DEPLOYMENT)
     assert spec["tolerations"] == [{"key": "dedicated", "operator": "Equal", "value": "ml", "effect": "NoSchedule"}]
     env = {e["name"]: e["value"] for e in spec["containers"][0]["env"]}
     assert env["SERVING_WORKERS"] == "3"

@@ -20,6 +20,7 @@ from modelctl.mocks_aws import autoname
 from modelctl.render import Declared, Rendered, run_program
 from modelctl.sample import SampleRegistry
 from tests.components.sagemaker_cases import SCENARIOS, SM, full_config, sm_config
+from tests.gpu_models import GpuModels
 
 SESSION = botocore.session.get_session()
 
@@ -172,14 +173,15 @@ def alarm_request(r: Declared) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def renders(registry: SampleRegistry) -> dict[str, Rendered]:
+def renders(registry: SampleRegistry, gpu_models: GpuModels) -> dict[str, Rendered]:
     out = {name: run_program(sm_config(registry, **extra), stack="test") for name, extra in SCENARIOS.items()}
     out["full"] = run_program(full_config(registry), stack="test")
     serverless = {**SM, "serverless": {"memorySizeMb": 3072, "maxConcurrency": 50, "provisionedConcurrency": 5}}
     serverless.pop("instanceCount")
     out["serverless"] = run_program(sm_config(registry, serverless), stack="test")
     gpu = {**SM, "instanceType": "ml.g5.12xlarge", "autoscaling": {"metric": "concurrency", "minInstances": 2}}
-    out["gpu-concurrency"] = run_program(sm_config(registry, gpu), stack="test")
+    gpu_model = {"name": gpu_models.name, "version": "1"}  # torch: a model a GPU can serve
+    out["gpu-concurrency"] = run_program(sm_config(registry, gpu, model=gpu_model), stack="test")
     return out
 
 
