@@ -104,10 +104,11 @@ def namespace_labels() -> dict[str, str]:
     return labels
 
 
-def checkov_annotations() -> dict[str, str]:
-    """``checkov.io/skip<N>: <check>=<reason>`` for :data:`CHECKOV_SKIPS` (on the Deployment's own
-    metadata, so the pod template, and the running pods, do not change)."""
-    return {f"checkov.io/skip{i}": f"{check}={reason}" for i, (check, reason) in enumerate(CHECKOV_SKIPS.items(), 1)}
+def checkov_annotations(skips: Mapping[str, str] = CHECKOV_SKIPS) -> dict[str, str]:
+    """``checkov.io/skip<N>: <check>=<reason>`` for ``skips`` (:data:`CHECKOV_SKIPS` for the model
+    pods; on the Deployment's own metadata, so the pod template, and the running pods, do not
+    change)."""
+    return {f"checkov.io/skip{i}": f"{check}={reason}" for i, (check, reason) in enumerate(skips.items(), 1)}
 
 
 def topology_spread(model: str, version: str) -> list[dict[str, Any]]:

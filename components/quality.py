@@ -43,7 +43,7 @@ from components.image import (
     content_hash,
     normalize_modes,
 )
-from components.kubernetes import PART_OF, CaptureTarget, common_labels, selector_labels
+from components.kubernetes import PART_OF, CaptureTarget, checkov_annotations, common_labels, selector_labels
 from components.kubernetes_settings import KubernetesSettings
 from components.names import base_name, dns_label
 from components.network_policy import monitor_network_policy_spec
@@ -60,6 +60,15 @@ REFERENCE_DIR = "/opt/reference"
 REFERENCE_FILE = "reference.parquet"
 MONITOR_SUFFIX = "-monitor"
 REFERENCE_KEY = f"{NAMESPACE}:monitoring.drift.reference"
+MONITOR_CHECKOV_SKIPS = {
+    "CKV_K8S_43": "the image is pinned by content: a built monitor image is deployed by the digest its "
+    "push returns (the tag monitor-<content hash> stands in only in a preview); the policy pack's "
+    "immutable-image-reference holds a prebuilt monitoring.drift.image to a digest or content tag",
+    "CKV_K8S_15": "tags are content-addressed (monitor-<hash of monitor/ and the reference>) and never "
+    "re-pushed, so IfNotPresent cannot run stale code and avoids a registry round-trip on every pod start",
+}
+"""The checkov findings on the monitor Deployment that do not apply (the model pods' two, for the
+monitor's own image), skipped with checkov's annotation and a reason."""
 
 
 # --------------------------------------------------------------------------- names and labels
@@ -384,7 +393,7 @@ class ModelQualityMonitor(pulumi.ComponentResource):
         )
         k8s.apps.v1.Deployment(
             mname,
-            metadata=meta,
+            metadata={**meta, "annotations": checkov_annotations(MONITOR_CHECKOV_SKIPS)},
             spec=monitor_deployment_spec(
                 model,
                 image,

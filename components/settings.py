@@ -242,9 +242,11 @@ class DriftSettings(_Model):
     storage_class: str | None = None
     resources: Resources = Resources(
         requests=ResourceQuantities(cpu="250m", memory="512Mi"),
-        limits=ResourceQuantities(memory="2Gi"),
+        limits=ResourceQuantities(cpu="1", memory="2Gi"),
     )
-    """Kubernetes: the monitor pod's requests/limits (Evidently holds the window in memory)."""
+    """Kubernetes: the monitor pod's requests/limits (Evidently holds the window in memory). A CPU
+    limit by default (checkov CKV_K8S_11): an evaluation is a burst of work beside the model pods on
+    the node, and throttling it only makes the evaluation longer, never a prediction slower."""
 
     @field_validator("storage_size")
     @classmethod

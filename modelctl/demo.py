@@ -77,8 +77,8 @@ def demo(workdir: Path, *, serve: bool = True, port: int = 0, project: Path | No
     print(f"   {reg.name}: versions {', '.join(reg.versions)}; alias {reg.alias} -> {reg.versions[-1]}")
     ref = log_sample_references(reg, workdir)
     print(
-        f"   reference data ({ref.name}, the training features) logged into every version's run: "
-        f"monitoring.drift.reference: models:/{reg.name}/<version>"
+        f"   reference data (the training features and each version's predictions, {ref}) logged into "
+        f"every version's run: monitoring.drift.reference: models:/{reg.name}/<version>"
     )
 
     print("2. rendering the dev stack under Pulumi's mock runtime ...")

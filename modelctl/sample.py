@@ -118,15 +118,31 @@ REFERENCE_FILE = "reference.parquet"
 
 
 def log_sample_references(reg: SampleRegistry, root: Path) -> Path:
-    """Log the sample model's training features as every version's reference (the run artifact
-    ``reference/reference.parquet``, what ``models:/<name>/<version>`` means to
-    ``monitoring.drift.reference``). Idempotent: the same file is logged again under the same name."""
+    """Log every version's reference (the run artifact ``reference/reference.parquet``, what
+    ``models:/<name>/<version>`` means to ``monitoring.drift.reference``): the sample's training
+    features and, as the ``prediction`` column, that version's own predictions on them (the monitor
+    takes a ``prediction`` column as the reference outputs: ``model_prediction_drift_score``).
+    The files are written under ``root/reference/v<version>/``; that directory is returned.
+    Idempotent: the same file is logged again under the same name."""
+    import mlflow
+    import mlflow.pyfunc
+
     from modelctl.reference import log_reference
 
     x, _ = sample_frame()
-    path = Path(root).resolve() / REFERENCE_FILE
-    x.to_parquet(path, index=False)
+    out = Path(root).resolve() / "reference"
+    previous = mlflow.get_tracking_uri()
     with _quiet(), contextlib.redirect_stdout(io.StringIO()):
-        for v in reg.versions:
-            log_reference(reg.name, v, path, reg.tracking_uri)
-    return path
+        mlflow.set_tracking_uri(reg.tracking_uri)
+        try:
+            for v in reg.versions:
+                model = mlflow.pyfunc.load_model(f"models:/{reg.name}/{v}")
+                frame = x.copy()
+                frame["prediction"] = [int(p) for p in model.predict(x)]
+                path = out / f"v{v}" / REFERENCE_FILE
+                path.parent.mkdir(parents=True, exist_ok=True)
+                frame.to_parquet(path, index=False)
+                log_reference(reg.name, v, path, reg.tracking_uri)
+        finally:
+            mlflow.set_tracking_uri(previous)
+    return out

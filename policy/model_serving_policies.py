@@ -147,8 +147,9 @@ def check_container_hardened(r: Resource, config: Mapping[str, Any]) -> list[str
 # --------------------------------------------------------------------------- images
 
 DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
-CONTENT_TAG = re.compile(r":v[0-9]+-[0-9a-f]{12}$")
-"""The tag components/image.py gives a built image: ``v<version>-<content hash>``."""
+CONTENT_TAG = re.compile(r":(v[0-9]+|monitor)-[0-9a-f]{12}$")
+"""The tags the program gives a built image: ``v<version>-<content hash>`` (components/image.py, a
+model) and ``monitor-<content hash>`` (components/quality.py, the model monitor)."""
 
 
 def image_is_immutable(ref: str) -> bool:

@@ -215,6 +215,9 @@ def test_load_balancer_ranges() -> None:
         ("ghcr.io/acme/m", False),
         ("ghcr.io/acme/m:7", False),
         ("ghcr.io/acme/m:v7-0123456789ab-dirty", False),
+        ("ghcr.io/acme/m-monitor:monitor-0123456789ab", True),  # components/quality.py monitor_tag
+        ("ghcr.io/acme/m-monitor:monitor-latest", False),
+        ("ghcr.io/acme/m-monitor:monitor", False),
     ],
 )
 def test_image_references(ref: str, ok: bool) -> None:

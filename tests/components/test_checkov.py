@@ -1,6 +1,7 @@
-"""checkov over the rendered Kubernetes manifests of the dev stack and a gateway canary: no failed
-check, and nothing skipped but the two known false positives, each with checkov's own annotation
-and a reason (components/kubernetes.py CHECKOV_SKIPS).
+"""checkov over the rendered Kubernetes manifests of the dev stack, a gateway canary and a shadow
+with the model monitor on (``monitoring.drift``): no failed check, and nothing skipped but the two
+known false positives, each with checkov's own annotation and a reason (components/kubernetes.py
+CHECKOV_SKIPS for the model pods, components/quality.py MONITOR_CHECKOV_SKIPS for the monitor).
 
 checkov runs from its own venv (scripts/test.sh builds ``.venv-checkov``: installed into the
 program's environment it would downgrade boto3/botocore and packaging). ``CHECKOV`` names the
@@ -22,8 +23,9 @@ import pytest
 from ruamel.yaml import YAML
 
 from components.kubernetes import CHECKOV_SKIPS
+from components.quality import MONITOR_CHECKOV_SKIPS, monitor_name
 from modelctl.render import Rendered, read_stack_config, write_outputs
-from modelctl.sample import SampleRegistry
+from modelctl.sample import SampleRegistry, log_sample_references
 
 ROOT = Path(__file__).resolve().parents[2]
 ALLOWED_SKIPS = {"CKV_K8S_43", "CKV_K8S_15"}
@@ -73,15 +75,38 @@ def gateway_canary(registry: SampleRegistry) -> dict[str, Any]:
     return cfg
 
 
-@pytest.mark.parametrize("stack", ["dev", "gateway-canary"])
+def shadow_with_drift(registry: SampleRegistry, reference_dir: Path) -> dict[str, Any]:
+    """A gateway shadow with the model monitor on: its Deployment, Service, claim, network policy
+    and PodMonitor beside the two versions' objects (the reference logged as ``modelctl demo`` does)."""
+    reference_dir.mkdir(parents=True, exist_ok=True)
+    log_sample_references(registry, reference_dir)
+    cfg = gateway_canary(registry)
+    cfg["mlflow-deploy:candidate"] = {"version": "3", "strategy": "shadow", "percent": 100}
+    cfg["mlflow-deploy:monitoring"] = {
+        **cfg["mlflow-deploy:monitoring"],
+        "drift": {"enabled": True, "reference": "models:/fraud-detector/2"},
+    }
+    return cfg
+
+
+MONITOR_DEPLOYMENT = f"Deployment.models.{monitor_name('fraud-detector')}"
+
+
+@pytest.mark.parametrize("stack", ["dev", "gateway-canary", "shadow-drift"])
 def test_checkov_passes_with_only_the_two_known_skips(
     render: Callable[..., Rendered], registry: SampleRegistry, tmp_path: Path, stack: str
 ) -> None:
-    cfg = dev_config(registry) if stack == "dev" else gateway_canary(registry)
-    write_outputs(render(cfg, stack="dev"), tmp_path)
-    deployments = sorted(p.name for p in (tmp_path / "kubernetes").glob("deployment-*.yaml"))
-    assert len(deployments) == (1 if stack == "dev" else 2)
-    report = run_checkov(tmp_path / "kubernetes")
+    if stack == "dev":
+        cfg = dev_config(registry)
+    elif stack == "gateway-canary":
+        cfg = gateway_canary(registry)
+    else:
+        cfg = shadow_with_drift(registry, tmp_path / "reference")
+    write_outputs(render(cfg, stack="dev"), tmp_path / "out")
+    manifests = tmp_path / "out" / "kubernetes"
+    deployments = sorted(p.name for p in manifests.glob("deployment-*.yaml"))
+    assert len(deployments) == {"dev": 1, "gateway-canary": 2, "shadow-drift": 3}[stack], deployments
+    report = run_checkov(manifests)
     results = report["results"]
     failed = [(c["check_id"], c["resource"]) for c in results["failed_checks"]]
     assert failed == [], failed
@@ -89,9 +114,16 @@ def test_checkov_passes_with_only_the_two_known_skips(
     skipped = results["skipped_checks"]
     assert {c["check_id"] for c in skipped} == ALLOWED_SKIPS
     for c in skipped:
-        assert c["check_result"]["suppress_comment"] == CHECKOV_SKIPS[c["check_id"]]
-    # the network policy check ran and passed for every model pod
+        reasons = MONITOR_CHECKOV_SKIPS if c["resource"] == MONITOR_DEPLOYMENT else CHECKOV_SKIPS
+        assert c["check_result"]["suppress_comment"] == reasons[c["check_id"]]
+    skipped_on = {c["resource"] for c in skipped}
+    assert (MONITOR_DEPLOYMENT in skipped_on) is (stack == "shadow-drift")
+    # the network policy check ran and passed for every pod (the monitor's has its own policy)
     assert sum(1 for c in results["passed_checks"] if c["check_id"] == "CKV2_K8S_6") == len(deployments)
+    # the monitor's CPU limit (its default resources) is checked, not skipped
+    if stack == "shadow-drift":
+        passed_on_monitor = {c["check_id"] for c in results["passed_checks"] if c["resource"] == MONITOR_DEPLOYMENT}
+        assert {"CKV_K8S_11", "CKV_K8S_13", "CKV_K8S_22", "CKV_K8S_28"} <= passed_on_monitor
 
 
 def test_checkov_would_catch_a_model_without_network_policy(

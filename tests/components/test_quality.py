@@ -64,6 +64,40 @@ def env_of(d: Any) -> dict[str, str]:
     return {e["name"]: e["value"] for e in d.inputs["spec"]["template"]["spec"]["containers"][0]["env"]}
 
 
+def test_the_sample_reference_carries_each_versions_predictions(referenced: SampleRegistry) -> None:
+    """``modelctl demo``'s references: the training features and, as ``prediction``, the version's
+    own outputs on them, which the monitor reads as the reference outputs (prediction drift)."""
+    import mlflow.sklearn
+
+    from modelctl.sample import FEATURES
+    from monitor.drift import evaluate
+    from monitor.records import schema_of
+    from monitor.reference import load
+
+    x, _ = sample_frame()
+    outputs = {}
+    for v in referenced.versions:
+        frame = load(f"models:/{referenced.name}/{v}", referenced.tracking_uri)
+        schema = schema_of(frame)
+        assert schema.prediction == "prediction" and schema.features == list(FEATURES)
+        pd.testing.assert_frame_equal(frame[list(FEATURES)], x)
+        previous = mlflow.get_tracking_uri()
+        mlflow.set_tracking_uri(referenced.tracking_uri)
+        try:
+            model = mlflow.sklearn.load_model(f"models:/{referenced.name}/{v}")  # the sklearn flavour itself
+        finally:
+            mlflow.set_tracking_uri(previous)
+        assert frame["prediction"].tolist() == model.predict(x).tolist()
+        outputs[v] = frame["prediction"]
+    assert outputs["1"].tolist() != outputs["3"].tolist()  # each version's own, not one copy
+    # the monitor computes prediction drift against it: outputs all 1 drift, its own do not
+    ref = outputs["1"]
+    same = evaluate(x, x, ref, ref)
+    ones = evaluate(x, x, ref, pd.Series([1] * len(x)))
+    assert same.prediction_drift_score is not None and ones.prediction_drift_score is not None
+    assert ones.prediction_drift_score > same.prediction_drift_score
+
+
 # --------------------------------------------------------------------------- the objects
 
 
@@ -186,7 +220,7 @@ def test_the_image_holds_the_reference(shadow: Rendered) -> None:
     assert (ctx / "monitor" / "requirements.txt").read_text() == (Path("monitor") / "requirements.txt").read_text()
     baked = pd.read_parquet(ctx / "reference" / "reference.parquet")
     x, _ = sample_frame()
-    pd.testing.assert_frame_equal(baked, x)
+    pd.testing.assert_frame_equal(baked.drop(columns="prediction"), x)  # + version 1's outputs
     # the Dockerfile copies it where --reference points
     assert "COPY reference /opt/reference" in (ctx / "monitor" / "Dockerfile").read_text()
     image = shadow.named(MONITOR).inputs["spec"]["template"]["spec"]["containers"][0]["image"]
