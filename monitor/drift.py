@@ -20,7 +20,9 @@ about 0.13, above its 0.1 threshold):
 
 A numerical column with at most ``FEW_VALUES`` distinct reference values (a flag, a class label) is
 treated as categorical. The exported score is oriented so that higher always means more drift: the
-distance itself, or ``1 - p`` for a p-value test (``DriftResult.methods`` says which).
+distance itself, or ``1 - p`` for a p-value test (``DriftResult.methods`` says which). Prediction
+drift is always the distance (Wasserstein or Jensen-Shannon), at any window size, so
+``model_prediction_drift_score`` stays on one scale over time.
 """
 
 from __future__ import annotations
@@ -114,7 +116,10 @@ def evaluate(
         )
     ]
     if pred_kind:
-        metrics.append(ValueDrift(column=PREDICTION, method=methods[pred_kind]))
+        # always a distance, whatever the window's size: model_prediction_drift_score is a score on
+        # one scale over time (1 - p of a small window and a large window's distance are not),
+        # and no alert decides on it
+        metrics.append(ValueDrift(column=PREDICTION, method=LARGE[pred_kind]))
     snapshot = Report(metrics, include_tests=False).run(
         Dataset.from_pandas(cur, data_definition=definition),
         Dataset.from_pandas(ref, data_definition=definition),

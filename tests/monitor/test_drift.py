@@ -58,6 +58,15 @@ def test_prediction_drift_follows_the_outputs() -> None:
     assert all_ones.drift_share == same.drift_share  # outputs are not a feature column
 
 
+def test_the_prediction_drift_score_is_on_one_scale_at_any_window_size() -> None:
+    """The same output distribution scores the same in a small window (where feature drift uses
+    p-values) and a large one: the Jensen-Shannon distance of all-ones, 0.46, in both."""
+    for rows in (300, 3000):
+        cur = features(rows, seed=17)
+        result = drift.evaluate(REF_X, cur, REF_Y, pd.Series([1] * rows))
+        assert result.prediction_drift_score == pytest.approx(0.46, abs=0.02), rows
+
+
 def test_no_prediction_drift_without_scalar_outputs_or_reference_predictions() -> None:
     cur = features(400, seed=14)
     probs = pd.Series([[0.3, 0.7]] * 400)
