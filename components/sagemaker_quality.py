@@ -37,7 +37,7 @@ from components.names import base_name
 
 if TYPE_CHECKING:
     from components.rollout import TrafficPlan
-    from components.sagemaker import Variant
+    from components.sagemaker_plan import Variant
     from components.sagemaker_settings import SageMakerDataCaptureSettings
     from components.settings import AlertThresholds, DriftSettings
 

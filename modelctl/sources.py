@@ -173,7 +173,7 @@ MAX_DATAPOINTS_PER_QUERY = 100_800  # GetMetricData: 100,800 data points per cal
 
 class CloudWatchSource:
     """``GetMetricData`` on the endpoint's variants (``VariantName`` is the role, ``stable`` or
-    ``candidate``: components/sagemaker.py). One period covering the whole window per query:
+    ``candidate``: components/sagemaker_plan.py). One period covering the whole window per query:
 
     * ``Invocations`` and ``Invocation5XXErrors``, Sum: requests and the 5xx ratio;
     * ``ModelLatency``, p99, in microseconds.
@@ -211,7 +211,7 @@ class CloudWatchSource:
         return max(60, math.ceil(_seconds(start, end) / 60) * 60)
 
     def metric_queries(self, start: dt.datetime, end: dt.datetime) -> list[dict[str, Any]]:
-        from components.sagemaker import CANDIDATE_VARIANT, STABLE_VARIANT
+        from components.sagemaker_plan import CANDIDATE_VARIANT, STABLE_VARIANT
 
         period = self.period(start, end)
         out: list[dict[str, Any]] = []

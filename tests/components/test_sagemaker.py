@@ -9,20 +9,16 @@ import pytest
 
 from components.rollout import plan_traffic
 from components.sagemaker import (
-    CANDIDATE_VARIANT,
-    STABLE_VARIANT,
-    alarm_specs,
-    baking_warning,
     container_environment,
-    dashboard_body,
     deployment_config,
     ecr_repository_arn,
-    evaluation_periods,
     invoke_url,
     partition_of,
     plan_variants,
     sagemaker_image_uri,
 )
+from components.sagemaker_monitoring import alarm_specs, baking_warning, dashboard_body, evaluation_periods
+from components.sagemaker_plan import CANDIDATE_VARIANT, STABLE_VARIANT
 from components.sagemaker_settings import SageMakerAlarmSettings, SageMakerSettings
 from components.settings import AlertThresholds, CandidateSettings, parse_settings
 from tests.components.sagemaker_cases import config, errors_of
