@@ -84,6 +84,8 @@ def parse_lines(body: bytes, model: str) -> tuple[list[Record], collections.Coun
             records.append(_parse_one(raw, model))
         except RejectError as r:
             rejects[r.reason] += 1
+        except (TypeError, ValueError, OverflowError):  # a value no check above foresaw: one line lost
+            rejects["malformed"] += 1
     return records, rejects
 
 
@@ -108,6 +110,14 @@ def _parse_one(raw: bytes, model: str) -> Record:
     return record
 
 
+def _finite(ts: int | float) -> bool:
+    """A timestamp a float holds: a JSON integer of 400 digits overflows ``math.isfinite``."""
+    try:
+        return math.isfinite(ts) and abs(ts) < 1e12
+    except OverflowError:
+        return False
+
+
 def _record(obj: dict[str, Any]) -> Record:
     try:
         rid, ts, model, version = obj["id"], obj["ts"], obj["model"], obj["version"]
@@ -120,7 +130,7 @@ def _record(obj: dict[str, Any]) -> Record:
         or not isinstance(input_hash, str)
         or isinstance(ts, bool)
         or not isinstance(ts, (int, float))
-        or not math.isfinite(ts)
+        or not _finite(ts)
         or isinstance(rows, bool)
         or not isinstance(rows, int)
         or rows < 1

@@ -53,22 +53,34 @@ class Store:
             batches[self.root / r.version / f"{hour_key(r.ts)}{SUFFIX}"].append(r.to_json() + "\n")
         written = 0
         with self._lock:
-            for path, lines in batches.items():
-                new_dir = not path.parent.exists()
-                if new_dir:
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    _fsync_dir(self.root)
-                new_file = not path.exists()
-                with open(path, "ab") as f:
-                    if not new_file and path not in self._checked and _torn(path):
-                        f.write(b"\n")
+            # all or nothing: a batch that fails part-way (disk full) is cut back off every file it
+            # touched, so a 503 stores nothing (a retry does not store records twice) and no torn
+            # fragment is left for the next append to glue a good line onto
+            sizes: dict[Path, int] = {}
+            try:
+                for path, lines in batches.items():
+                    new_dir = not path.parent.exists()
+                    if new_dir:
+                        path.parent.mkdir(parents=True, exist_ok=True)
+                        _fsync_dir(self.root)
+                    new_file = not path.exists()
+                    sizes[path] = 0 if new_file else path.stat().st_size
+                    with open(path, "ab") as f:
+                        if not new_file and path not in self._checked and _torn(path):
+                            f.write(b"\n")
+                        f.write("".join(lines).encode())
+                        f.flush()
+                        os.fsync(f.fileno())
                     self._checked.add(path)
-                    f.write("".join(lines).encode())
-                    f.flush()
-                    os.fsync(f.fileno())
-                if new_file:
-                    _fsync_dir(path.parent)
-                written += len(lines)
+                    if new_file:
+                        _fsync_dir(path.parent)
+                    written += len(lines)
+            except OSError:
+                for path, size in sizes.items():
+                    self._checked.discard(path)
+                    with contextlib.suppress(OSError):
+                        os.truncate(path, size)
+                raise
         return written
 
     # --- reading ---------------------------------------------------------------------------------

@@ -81,6 +81,16 @@ def test_a_huge_nesting_is_a_malformed_line_not_a_crash() -> None:
     assert len(parsed) == 1 and rejects == {"malformed": 1}
 
 
+def test_an_overflowing_timestamp_is_a_rejected_line_not_a_crash() -> None:
+    """A 400-digit JSON integer overflows float conversion: that line is rejected, the body's
+    other records are kept."""
+    huge = b'{"id": "b", "ts": 1' + b"0" * 400 + b', "model": "%s"' % MODEL.encode()
+    huge += b', "version": "3", "rows": 1, "inputs": {"f0": [1]}, "outputs": [0], "input_hash": "h"}'
+    parsed, rejects = parse_lines(huge + b"\n" + _line(_obj()) + b"\n" + _line(_obj(ts=1e300)), MODEL)
+    assert [r.id for r in parsed] == ["a"]
+    assert rejects == {"bad_field": 2}
+
+
 def test_records_are_checked_against_the_reference_columns_and_types() -> None:
     schema = schema_of(reference(200))
     assert schema.prediction == "prediction"

@@ -31,6 +31,33 @@ def test_records_land_in_one_file_per_version_and_utc_hour(tmp_path: Path) -> No
     assert store.versions() == ["1", "2"]
 
 
+def test_a_batch_that_fails_part_way_stores_nothing_and_leaves_no_fragment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Disk full on the batch's second file: the first file's new lines are cut back off, so the
+    503 the POST gets means nothing was stored (a resend stores each record once), and the next
+    append's lines are whole."""
+    store = Store(tmp_path)
+    store.append([_rec(T0, rid="old")])
+    real_fsync, calls = os.fsync, []
+
+    def fsync(fd: int) -> None:
+        calls.append(fd)
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device")
+        real_fsync(fd)
+
+    monkeypatch.setattr("monitor.store.os.fsync", fsync)
+    batch = [_rec(T0 + 1, rid="a"), _rec(T0 + 3600, rid="b")]
+    with pytest.raises(OSError):
+        store.append(batch)
+    monkeypatch.setattr("monitor.store.os.fsync", real_fsync)
+    assert [r.id for r in store.read("1", T0, T0 + 7200)] == ["old"]
+    store.append(batch)  # the sender's resend, once space is back
+    assert [r.id for r in store.read("1", T0, T0 + 7200)] == ["old", "a", "b"]
+    assert all(line.startswith("{") for f in tmp_path.rglob("*.jsonl") for line in f.read_text().splitlines())
+
+
 def test_a_window_reads_back_exactly_the_records_in_it(tmp_path: Path) -> None:
     store = Store(tmp_path)
     times = [T0 + i * 600 for i in range(12)]  # every 10 minutes over 2 hours
