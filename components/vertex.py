@@ -120,6 +120,17 @@ def machine_spec(cfg: VertexSettings) -> dict[str, Any]:
     return machine_fields(cfg.machine_type, cfg.service_account, *cfg.accelerator)
 
 
+_TARGET_INPUTS = {"cpu": "targetCpuUtilization", "gpu": "targetDutyCycle", "requests": "targetRequestsPerMinute"}
+
+
+def autoscaling_inputs(cfg: VertexSettings) -> dict[str, int]:
+    """The deployment's autoscaling target inputs (``vertex.autoscalingMetric``): only the ones in
+    use, so a CPU-scaled deployment's inputs are what they were before metrics were selectable.
+    Mutated in place (``MutateDeployedModel`` takes ``autoscaling_metric_specs``, see
+    components.vertex_provider.MUTABLE_KEYS): switching metric never redeploys."""
+    return {_TARGET_INPUTS[m]: t for m, t in cfg.autoscaling_targets.items()}
+
+
 def deployment_inputs(model: str, version: str, image_uri: str, cfg: VertexSettings) -> dict[str, Any]:
     """The inputs of one version's VertexModelDeployment, for a known image URI.
 
@@ -141,7 +152,7 @@ def deployment_inputs(model: str, version: str, image_uri: str, cfg: VertexSetti
         **machine_spec(cfg),
         "minReplicas": cfg.min_replicas,
         "maxReplicas": cfg.max_replicas,
-        "targetCpuUtilization": cfg.target_cpu_utilization,
+        **autoscaling_inputs(cfg),
         # a VPC-peered endpoint holds one deployed model: the provider replaces delete-first there
         "network": cfg.network,
     }

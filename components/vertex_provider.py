@@ -28,7 +28,7 @@ delete that same live model. So the diff replaces only when the identity changes
 project, region, endpoint, model ID, deployed model ID), every input that cannot change in place
 is hashed into those IDs (``HASHED_KEYS``: container -> model ID; machine type and service account ->
 deployed model ID; ``check`` refuses inputs whose IDs do not match them), and everything else is
-updated in place: min/max replicas and the CPU target (``mutate_deployed_model``), the model's
+updated in place: min/max replicas and the autoscaling targets (``mutate_deployed_model``), the model's
 labels and display name (``update_model``), the version and network marks (state only).
 Public and PSC endpoints replace create-before-delete: Pulumi deploys the new one, moves traffic to
 it (the VertexTrafficSplit depends on it), then undeploys the old one. A VPC-peered private
@@ -55,12 +55,26 @@ from pulumi.runtime import rpc
 from components.names import version_name
 
 CPU_METRIC = "aiplatform.googleapis.com/prediction/online/cpu/utilization"
+DUTY_CYCLE_METRIC = "aiplatform.googleapis.com/prediction/online/accelerator/duty_cycle"
+REQUEST_COUNT_METRIC = "aiplatform.googleapis.com/prediction/online/request_count"
+TARGET_KEYS = {
+    "targetCpuUtilization": CPU_METRIC,
+    "targetDutyCycle": DUTY_CYCLE_METRIC,
+    "targetRequestsPerMinute": REQUEST_COUNT_METRIC,
+}
+"""Autoscaling inputs -> the AutoscalingMetricSpec.metric_name each sets (the three "Supported
+metrics: For Online Prediction" of aiplatform_v1/types/machine_resources.py AutoscalingMetricSpec).
+CPU and duty cycle targets are percent (1-100); the request count target is requests per minute
+per replica (google-cloud-aiplatform 2.7.0, aiplatform/models.py ``Endpoint._deploy_call``:
+"autoscaling_target_request_count_per_minute (int): Optional. Target request count per minute per
+instance", sent as ``AutoscalingMetricSpec(metric_name=".../request_count", target=...)``). A key
+is present only when its metric is used, so a CPU deployment has the inputs it always had."""
 OPERATION_TIMEOUT_SECONDS = 3600
 """A deploy can take 20-30 minutes (replicas start, image pulled, health route answers)."""
 NEW_DEPLOYED_MODEL = "0"
 """In a deploy request's traffic split, the key that stands for the model being deployed."""
 
-MUTABLE_KEYS = frozenset({"minReplicas", "maxReplicas", "targetCpuUtilization"})
+MUTABLE_KEYS = frozenset({"minReplicas", "maxReplicas", *TARGET_KEYS})
 """Mutated on the deployed model (MutateDeployedModelRequest: "Only the following fields can be
 mutated: min_replica_count, max_replica_count, ... autoscaling_metric_specs", google-cloud-aiplatform
 aiplatform_v1/types/endpoint_service.py)."""
@@ -99,6 +113,8 @@ DEPLOYMENT_KEYS = (
     "minReplicas",
     "maxReplicas",
     "targetCpuUtilization",
+    "targetDutyCycle",
+    "targetRequestsPerMinute",
     "network",
 )
 TRAFFIC_KEYS = ("project", "region", "endpoint", "trafficSplit")
@@ -146,6 +162,11 @@ def machine_fields(
         out["acceleratorType"] = accelerator_type
         out["acceleratorCount"] = accelerator_count
     return out
+
+
+def metric_targets(props: Mapping[str, Any]) -> dict[str, int]:
+    """The AutoscalingMetricSpecs (metric name -> target) a deployment's inputs ask for."""
+    return {metric: int(props[key]) for key, metric in TARGET_KEYS.items() if props.get(key) is not None}
 
 
 def deployment_identity(props: Mapping[str, Any]) -> tuple[str, str, str]:
@@ -291,7 +312,8 @@ class DeploySpec:
     machine_type: str
     min_replicas: int
     max_replicas: int
-    target_cpu_utilization: int
+    autoscaling: Mapping[str, int] = field(default_factory=dict)
+    """AutoscalingMetricSpecs: metric name -> target."""
     service_account: str | None = None
     accelerator_type: str | None = None
     accelerator_count: int | None = None
@@ -314,7 +336,8 @@ class DeployedModelState:
     machine_type: str
     min_replicas: int
     max_replicas: int
-    target_cpu_utilization: int | None = None
+    autoscaling: Mapping[str, int] = field(default_factory=dict)
+    """The live AutoscalingMetricSpecs: metric name -> target."""
 
 
 @dataclass(frozen=True)
@@ -345,8 +368,15 @@ class VertexApi(Protocol):
     def deploy_model(self, endpoint: str, spec: DeploySpec, traffic_split: dict[str, int] | None) -> None: ...
 
     def mutate_deployed_model(
-        self, endpoint: str, deployed_model_id: str, min_replicas: int, max_replicas: int, target_cpu: int
-    ) -> None: ...
+        self,
+        endpoint: str,
+        deployed_model_id: str,
+        min_replicas: int,
+        max_replicas: int,
+        autoscaling: Mapping[str, int],
+    ) -> None:
+        """Set the replica range and the autoscaling metric specs (the whole list)."""
+        ...
 
     def undeploy_model(self, endpoint: str, deployed_model_id: str, traffic_split: dict[str, int] | None) -> None: ...
 
@@ -434,14 +464,13 @@ class AiplatformApi:
         deployed: dict[str, DeployedModelState] = {}
         for dm in ep.deployed_models:
             res = dm.dedicated_resources
-            cpu = [s.target for s in res.autoscaling_metric_specs if s.metric_name == CPU_METRIC]
             deployed[dm.id] = DeployedModelState(
                 id=dm.id,
                 model=dm.model,
                 machine_type=res.machine_spec.machine_type,
                 min_replicas=res.min_replica_count,
                 max_replicas=res.max_replica_count,
-                target_cpu_utilization=cpu[0] if cpu else None,
+                autoscaling={s.metric_name: s.target for s in res.autoscaling_metric_specs},
             )
         return EndpointState(name=ep.name, deployed_models=deployed, traffic_split=dict(ep.traffic_split))
 
@@ -449,7 +478,7 @@ class AiplatformApi:
         self,
         min_replicas: int,
         max_replicas: int,
-        target_cpu: int,
+        autoscaling: Mapping[str, int],
         machine_type: str | None,
         accelerator_type: str | None = None,
         accelerator_count: int | None = None,
@@ -458,7 +487,9 @@ class AiplatformApi:
         res = v1.DedicatedResources(
             min_replica_count=min_replicas,
             max_replica_count=max_replicas,
-            autoscaling_metric_specs=[v1.AutoscalingMetricSpec(metric_name=CPU_METRIC, target=target_cpu)],
+            autoscaling_metric_specs=[
+                v1.AutoscalingMetricSpec(metric_name=m, target=t) for m, t in sorted(autoscaling.items())
+            ],
         )
         if machine_type is not None:
             res.machine_spec = v1.MachineSpec(machine_type=machine_type)
@@ -476,7 +507,7 @@ class AiplatformApi:
             dedicated_resources=self._resources(
                 spec.min_replicas,
                 spec.max_replicas,
-                spec.target_cpu_utilization,
+                spec.autoscaling,
                 spec.machine_type,
                 spec.accelerator_type,
                 spec.accelerator_count,
@@ -487,8 +518,16 @@ class AiplatformApi:
         self._endpoints.deploy_model(request=request).result(timeout=self._timeout)
 
     def mutate_deployed_model(
-        self, endpoint: str, deployed_model_id: str, min_replicas: int, max_replicas: int, target_cpu: int
+        self,
+        endpoint: str,
+        deployed_model_id: str,
+        min_replicas: int,
+        max_replicas: int,
+        autoscaling: Mapping[str, int],
     ) -> None:
+        # MutateDeployedModelRequest: "Only the following fields can be mutated: min_replica_count,
+        # max_replica_count, required_replica_count, autoscaling_metric_specs" (aiplatform_v1
+        # types/endpoint_service.py); the mask path replaces the whole list of specs.
         from google.protobuf import field_mask_pb2
 
         v1 = self._v1
@@ -496,7 +535,7 @@ class AiplatformApi:
             endpoint=endpoint,
             deployed_model=v1.DeployedModel(
                 id=deployed_model_id,
-                dedicated_resources=self._resources(min_replicas, max_replicas, target_cpu, None),
+                dedicated_resources=self._resources(min_replicas, max_replicas, autoscaling, None),
             ),
             update_mask=field_mask_pb2.FieldMask(
                 paths=[
@@ -556,7 +595,8 @@ class ModelDeploymentProvider(_Provider):
     ``deployedModelId``, ``displayName``, ``version``, ``container`` (``imageUri``, ``port``,
     ``predictRoute``, ``healthRoute``, ``env``), ``labels``, ``machineType``, ``serviceAccount``,
     ``acceleratorType`` / ``acceleratorCount`` (only with a GPU), ``minReplicas``, ``maxReplicas``,
-    ``targetCpuUtilization``, ``network`` (set: the endpoint is
+    ``targetCpuUtilization`` / ``targetDutyCycle`` / ``targetRequestsPerMinute`` (the autoscaling
+    metric specs, each present only when used), ``network`` (set: the endpoint is
     VPC-peered). Outputs add ``modelName``.
     """
 
@@ -617,9 +657,9 @@ class ModelDeploymentProvider(_Provider):
         dm = ep.deployed_models.get(str(props["deployedModelId"])) if ep is not None else None
         if dm is None:
             return dyn.ReadResult("", {})
-        outs = {**props, "minReplicas": dm.min_replicas, "maxReplicas": dm.max_replicas}
-        if dm.target_cpu_utilization is not None:
-            outs["targetCpuUtilization"] = dm.target_cpu_utilization
+        outs = {k: v for k, v in props.items() if k not in TARGET_KEYS}
+        outs.update(minReplicas=dm.min_replicas, maxReplicas=dm.max_replicas)
+        outs.update({key: dm.autoscaling[m] for key, m in TARGET_KEYS.items() if m in dm.autoscaling})
         return dyn.ReadResult(id_, outs)
 
     # -- steps, each a no-op when already done
@@ -642,7 +682,7 @@ class ModelDeploymentProvider(_Provider):
 
     def _ensure_deployed(self, api: VertexApi, props: Mapping[str, Any], model_name: str) -> None:
         endpoint, dm_id = str(props["endpoint"]), str(props["deployedModelId"])
-        lo, hi, cpu = int(props["minReplicas"]), int(props["maxReplicas"]), int(props["targetCpuUtilization"])
+        lo, hi, targets = int(props["minReplicas"]), int(props["maxReplicas"]), metric_targets(props)
         ep = api.get_endpoint(endpoint)
         if ep is None:
             raise RuntimeError(f"Vertex AI endpoint {endpoint} does not exist")
@@ -662,7 +702,7 @@ class ModelDeploymentProvider(_Provider):
                     machine_type=str(props["machineType"]),
                     min_replicas=lo,
                     max_replicas=hi,
-                    target_cpu_utilization=cpu,
+                    autoscaling=targets,
                     service_account=props.get("serviceAccount") or None,
                     accelerator_type=props.get("acceleratorType") or None,
                     accelerator_count=int(props["acceleratorCount"]) if props.get("acceleratorCount") else None,
@@ -675,8 +715,8 @@ class ModelDeploymentProvider(_Provider):
                 f"deployed model {dm_id} on {endpoint} serves {dm.model}, not {model_name}; "
                 "it was changed outside this stack: undeploy it and run again"
             )
-        if (dm.min_replicas, dm.max_replicas, dm.target_cpu_utilization) != (lo, hi, cpu):
-            api.mutate_deployed_model(endpoint, dm_id, lo, hi, cpu)
+        if (dm.min_replicas, dm.max_replicas, dict(dm.autoscaling)) != (lo, hi, targets):
+            api.mutate_deployed_model(endpoint, dm_id, lo, hi, targets)
 
 
 def _parent(props: Mapping[str, Any]) -> str:

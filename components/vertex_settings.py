@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -75,8 +75,18 @@ class VertexSettings(_Model):
     """How many; default 1 on N1, the machine's own count on A2/A3/A4/G2."""
     min_replicas: int = Field(default=1, ge=1)
     max_replicas: int = Field(default=2, ge=1)
+    autoscaling_metric: Literal["cpu", "gpu", "requests"] = "cpu"
+    """What the replicas scale on between minReplicas and maxReplicas (the deployed model's
+    autoscaling metric specs): ``cpu`` (CPU utilisation), ``gpu`` (the accelerators' duty cycle,
+    together with CPU: Vertex scales up when either is over its target) or ``requests``
+    (requests per minute per replica)."""
     target_cpu_utilization: int = Field(default=60, ge=1, le=100)
-    """Autoscaling target (percent CPU) between minReplicas and maxReplicas."""
+    """Autoscaling target (percent CPU) of ``cpu`` and ``gpu``."""
+    target_duty_cycle: int | None = Field(default=None, ge=1, le=100)
+    """``gpu``: target accelerator duty cycle (percent); default 60."""
+    target_requests_per_minute: int | None = Field(default=None, ge=1)
+    """``requests``: target requests per minute per replica (required: it depends on the model's
+    latency)."""
     workers: int | None = Field(default=None, ge=1)
     """Serving workers per replica; default: the machine's CPU count."""
     batch_max_size: int = Field(default=0, ge=0, le=1024)
@@ -164,6 +174,42 @@ class VertexSettings(_Model):
     @property
     def gpus(self) -> int:
         return self.accelerator[1] or 0
+
+    @property
+    def autoscaling_targets(self) -> dict[str, int]:
+        """The deployed model's autoscaling targets, by our metric name (``cpu``, ``gpu``,
+        ``requests``): what components.vertex_provider sends as AutoscalingMetricSpecs."""
+        if self.autoscaling_metric == "requests":
+            assert self.target_requests_per_minute is not None  # _autoscaling
+            return {"requests": self.target_requests_per_minute}
+        if self.autoscaling_metric == "gpu":
+            return {"cpu": self.target_cpu_utilization, "gpu": self.target_duty_cycle or 60}
+        return {"cpu": self.target_cpu_utilization}
+
+    @model_validator(mode="after")
+    def _autoscaling(self) -> VertexSettings:
+        m = self.autoscaling_metric
+        if m == "gpu" and self.accelerator_type is None:
+            raise _KeyedError(
+                "vertex.autoscalingMetric",
+                "'gpu' scales on the accelerators' duty cycle, and no accelerator is set: set "
+                "vertex.acceleratorType (a GPU machine), or use 'cpu' or 'requests'",
+            )
+        if m == "requests" and self.target_requests_per_minute is None:
+            raise _KeyedError(
+                "vertex.targetRequestsPerMinute",
+                "autoscalingMetric 'requests' needs a target: requests per minute per replica "
+                "(e.g. what one replica answers in a minute at the latency you accept)",
+            )
+        if m == "requests" and "target_cpu_utilization" in self.model_fields_set:
+            raise _KeyedError(
+                "vertex.targetCpuUtilization", "only used with autoscalingMetric 'cpu' or 'gpu'"
+            )
+        if m != "gpu" and self.target_duty_cycle is not None:
+            raise _KeyedError("vertex.targetDutyCycle", "only used with autoscalingMetric 'gpu'")
+        if m != "requests" and self.target_requests_per_minute is not None:
+            raise _KeyedError("vertex.targetRequestsPerMinute", "only used with autoscalingMetric 'requests'")
+        return self
 
     @model_validator(mode="after")
     def _accelerator(self) -> VertexSettings:

@@ -14,6 +14,8 @@ from typing import Any
 import pytest
 
 from components.vertex import deployment_inputs
+from components.vertex_provider import CPU_METRIC as CPU
+from components.vertex_provider import REQUEST_COUNT_METRIC as REQUESTS
 from components.vertex_provider import (
     AiplatformApi,
     ModelDeploymentProvider,
@@ -205,7 +207,9 @@ def test_update_mutates_replicas_in_place_once(fake: FakeVertex, deployer: Model
         VertexSettings(project="acme-ml", region="europe-west4", minReplicas=2, maxReplicas=6, targetCpuUtilization=75),
     )
     deployer.update("id", old, new)
-    assert [c[1][1:] for c in fake.writes("mutate_deployed_model")] == [(old["deployedModelId"], 2, 6, 75)]
+    assert [c[1][1:] for c in fake.writes("mutate_deployed_model")] == [
+        (old["deployedModelId"], 2, 6, {"aiplatform.googleapis.com/prediction/online/cpu/utilization": 75})
+    ]
     assert not fake.writes("deploy_model")[1:] and len(fake.writes("upload_model")) == 1
     deployer.update("id", old, new)  # re-run: already there
     assert len(fake.writes("mutate_deployed_model")) == 1
@@ -274,10 +278,15 @@ def test_read_reports_live_replicas_and_a_deployment_that_is_gone(
 ) -> None:
     p = props("1")
     state = deployer.create(p)
-    fake.mutate_deployed_model(p["endpoint"], p["deployedModelId"], 4, 8, 60)  # scaled by hand
+    fake.mutate_deployed_model(p["endpoint"], p["deployedModelId"], 4, 8, {CPU: 60})  # scaled by hand
     r = deployer.read(state.id, state.outs or {})
     assert r.id == state.id and r.outs is not None and (r.outs["minReplicas"], r.outs["maxReplicas"]) == (4, 8)
     assert deployer.diff(state.id, r.outs, p).changes  # the next up puts the config back
+    # switched to request-count scaling by hand: the refresh shows it, and the CPU target is gone
+    fake.mutate_deployed_model(p["endpoint"], p["deployedModelId"], 1, 3, {REQUESTS: 900})
+    r = deployer.read(state.id, state.outs or {})
+    assert r.outs is not None and r.outs["targetRequestsPerMinute"] == 900 and "targetCpuUtilization" not in r.outs
+    assert deployer.diff(state.id, r.outs, p).changes
     fake.undeploy_model(p["endpoint"], p["deployedModelId"], None)
     assert not deployer.read(state.id, state.outs or {}).id
 
@@ -406,9 +415,11 @@ def test_adapter_builds_real_aiplatform_requests() -> None:
     assert [(e.name, e.value) for e in cs.env] == [("A", "1")]
 
     api.deploy_model(
-        "ep", DeploySpec("1234567890", "projects/p/models/m1", "v1", "n1-standard-2", 1, 3, 60, "sa@x"), {"0": 100}
+        "ep",
+        DeploySpec("1234567890", "projects/p/models/m1", "v1", "n1-standard-2", 1, 3, {CPU: 60}, "sa@x"),
+        {"0": 100},
     )
-    api.mutate_deployed_model("ep", "1234567890", 2, 4, 70)
+    api.mutate_deployed_model("ep", "1234567890", 2, 4, {REQUESTS: 600})
     api.set_traffic_split("ep", {"1234567890": 100})
     (_, dep), (_, mut), (_, upd) = api._endpoints.requests  # type: ignore[attr-defined]
     assert isinstance(dep, v1.DeployModelRequest) and dict(dep.traffic_split) == {"0": 100}
@@ -419,10 +430,14 @@ def test_adapter_builds_real_aiplatform_requests() -> None:
         1,
         3,
     )
-    assert res.autoscaling_metric_specs[0].target == 60 and dep.deployed_model.service_account == "sa@x"
+    assert [(s.metric_name, s.target) for s in res.autoscaling_metric_specs] == [(CPU, 60)]
+    assert dep.deployed_model.service_account == "sa@x"
     assert (
         isinstance(mut, v1.MutateDeployedModelRequest) and mut.deployed_model.dedicated_resources.min_replica_count == 2
     )
+    # the mutation sends the whole list: the CPU spec is gone, the request count one replaces it
+    mut_specs = mut.deployed_model.dedicated_resources.autoscaling_metric_specs
+    assert [(s.metric_name, s.target) for s in mut_specs] == [(REQUESTS, 600)]
     assert set(mut.update_mask.paths) == {
         "dedicated_resources.min_replica_count",
         "dedicated_resources.max_replica_count",
@@ -463,7 +478,11 @@ def test_adapter_reads_endpoints_and_maps_not_found_and_already_exists() -> None
                     autoscaling_metric_specs=[
                         v1.AutoscalingMetricSpec(
                             metric_name="aiplatform.googleapis.com/prediction/online/cpu/utilization", target=60
-                        )
+                        ),
+                        v1.AutoscalingMetricSpec(
+                            metric_name="aiplatform.googleapis.com/prediction/online/accelerator/duty_cycle",
+                            target=80,
+                        ),
                     ],
                 ),
             )
@@ -472,7 +491,8 @@ def test_adapter_reads_endpoints_and_maps_not_found_and_already_exists() -> None
     state = adapter(endpoints={"get_endpoint": endpoint}).get_endpoint("e")
     assert state is not None and state.traffic_split == {"111": 100}
     dm = state.deployed_models["111"]
-    assert (dm.machine_type, dm.min_replicas, dm.max_replicas, dm.target_cpu_utilization) == ("n1-standard-2", 1, 3, 60)
+    assert (dm.machine_type, dm.min_replicas, dm.max_replicas) == ("n1-standard-2", 1, 3)
+    assert dm.autoscaling == {CPU: 60, "aiplatform.googleapis.com/prediction/online/accelerator/duty_cycle": 80}
 
     gone = adapter(
         models={"get_model": exceptions.NotFound("x"), "delete_model": exceptions.NotFound("x")},

@@ -54,7 +54,6 @@ def up(provider: Any, id_: str, state: dict[str, Any], news: dict[str, Any]) -> 
     return id_, provider.update(id_, state, news).outs or {}
 
 
-
 def _changed(value: Any) -> Any:
     """A different value of the same kind."""
     if isinstance(value, bool):
@@ -131,6 +130,86 @@ def test_every_setting_that_cannot_change_in_place_changes_the_identity(
     assert new[key] != old[key]
     assert deployment_identity(new) != deployment_identity(old)
     assert not ModelDeploymentProvider().check(old, new).failures
+
+
+# --------------------------------------------------------------------------- autoscaling metric (issue 18)
+
+CPU = "aiplatform.googleapis.com/prediction/online/cpu/utilization"
+DUTY = "aiplatform.googleapis.com/prediction/online/accelerator/duty_cycle"
+REQUESTS = "aiplatform.googleapis.com/prediction/online/request_count"
+GPU = {"machineType": "g2-standard-8", "acceleratorType": "NVIDIA_L4"}
+
+
+def _vertex(**settings: Any) -> VertexSettings:
+    return VertexSettings(
+        **{"project": "acme-ml", "region": "europe-west4", "minReplicas": 1, "maxReplicas": 3, **settings}
+    )
+
+
+def test_a_cpu_deployment_keeps_the_inputs_it_had_before_metrics_were_selectable() -> None:
+    """Upgrading the program must not touch an existing CPU deployment: only the CPU target."""
+    p = props("1")
+    assert p["targetCpuUtilization"] == 60
+    assert "targetDutyCycle" not in p and "targetRequestsPerMinute" not in p
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "live"),
+    [
+        ({}, {"autoscalingMetric": "requests", "targetRequestsPerMinute": 900}, {REQUESTS: 900}),
+        ({"autoscalingMetric": "requests", "targetRequestsPerMinute": 900}, {}, {CPU: 60}),
+        (GPU, {**GPU, "autoscalingMetric": "gpu", "targetDutyCycle": 75}, {CPU: 60, DUTY: 75}),
+        (
+            {**GPU, "autoscalingMetric": "gpu"},
+            {**GPU, "autoscalingMetric": "requests", "targetRequestsPerMinute": 300},
+            {REQUESTS: 300},
+        ),
+    ],
+)
+def test_switching_the_autoscaling_metric_mutates_the_live_deployment_in_place(
+    before: dict[str, Any],
+    after: dict[str, Any],
+    live: dict[str, int],
+    fake: FakeVertex,
+    deployer: ModelDeploymentProvider,
+) -> None:
+    """A metric or target change is a MutateDeployedModel of the specs: the same deployed model
+    keeps serving, nothing is redeployed or undeployed, and the live specs are the new ones."""
+    old = props("1", _vertex(**before))
+    created = deployer.create(old)
+    new = props("1", _vertex(**after))
+    id_, state = up(deployer, created.id, created.outs or {}, new)
+    assert id_ == created.id and new["deployedModelId"] == old["deployedModelId"]
+    ep = fake.endpoints["fraud-detector"]
+    assert set(ep.deployed) == {old["deployedModelId"]}
+    assert dict(ep.deployed[old["deployedModelId"]].autoscaling) == live
+    assert len(fake.writes("deploy_model")) == 1 and not fake.writes("undeploy_model")
+    assert len(fake.writes("mutate_deployed_model")) == 1
+    # the refreshed state matches the config: the next up is a no-op
+    refreshed = deployer.read(id_, state).outs or {}
+    assert not deployer.diff(id_, refreshed, new).changes
+
+
+def test_the_fake_refuses_a_duty_cycle_target_without_accelerators(
+    fake: FakeVertex, deployer: ModelDeploymentProvider
+) -> None:
+    """As the API does (the SDK: "Must also set accelerator_type and accelerator_count"), so a
+    provider that sent one for a CPU machine would fail here."""
+    p = props("1")
+    deployer.create(p)
+    with pytest.raises(FakeVertexError, match="needs accelerators"):
+        fake.mutate_deployed_model(p["endpoint"], p["deployedModelId"], 1, 3, {DUTY: 60})
+
+
+def test_a_gpu_metric_without_accelerators_is_refused_before_any_resource() -> None:
+    config = {
+        "mlflow-deploy:model": {"name": "fraud-detector", "version": "1"},
+        "mlflow-deploy:image": {"repository": "ghcr.io/acme/models"},
+        "mlflow-deploy:vertex": {"project": "acme-ml", "autoscalingMetric": "gpu"},
+    }
+    with pytest.raises(SettingsError) as exc:
+        parse_settings(config)
+    assert "mlflow-deploy:vertex.autoscalingMetric" in str(exc.value)
 
 
 # --------------------------------------------------------------------------- labels (issue 11)

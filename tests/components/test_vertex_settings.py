@@ -113,6 +113,26 @@ def test_shadow_without_vertex_is_not_vertex_s_business() -> None:
         ({"notificationChannels": ["ops@acme.com"]}, "vertex.notificationChannels", "notificationChannels/<id>"),
         ({"labels": {"Team": "ml"}}, "vertex.labels", "lowercase"),
         ({"replicas": 2}, "vertex.replicas", "unknown key"),
+        ({"autoscalingMetric": "gpu"}, "vertex.autoscalingMetric", "no accelerator is set"),
+        ({"autoscalingMetric": "latency"}, "vertex.autoscalingMetric", "'cpu', 'gpu' or 'requests'"),
+        ({"autoscalingMetric": "requests"}, "vertex.targetRequestsPerMinute", "needs a target"),
+        (
+            {"autoscalingMetric": "requests", "targetRequestsPerMinute": 600, "targetCpuUtilization": 70},
+            "vertex.targetCpuUtilization",
+            "only used with autoscalingMetric 'cpu' or 'gpu'",
+        ),
+        ({"targetDutyCycle": 70}, "vertex.targetDutyCycle", "only used with autoscalingMetric 'gpu'"),
+        ({"targetRequestsPerMinute": 600}, "vertex.targetRequestsPerMinute", "only used with autoscalingMetric"),
+        (
+            {
+                "machineType": "g2-standard-8",
+                "acceleratorType": "NVIDIA_L4",
+                "autoscalingMetric": "gpu",
+                "targetDutyCycle": 101,
+            },
+            "vertex.targetDutyCycle",
+            "less than or equal to 100",
+        ),
     ],
 )
 def test_bad_vertex_config_names_the_key(vertex: dict[str, Any], key: str, fragment: str) -> None:
@@ -158,3 +178,22 @@ def test_the_prod_example_switches_vertex_on_with_valid_values() -> None:
     prod = read_stack_config(Path(__file__).resolve().parents[2] / "Pulumi.prod.yaml")
     v = VertexSettings.model_validate(prod["mlflow-deploy:vertex"])
     assert v.project and v.min_replicas >= 2 and v.notification_channels
+
+
+def test_autoscaling_targets_per_metric() -> None:
+    """What each metric sends: CPU alone; the duty cycle together with CPU on a GPU machine (Vertex
+    scales GPU deployments on both); the request rate alone."""
+    from components.vertex_settings import VertexSettings
+
+    base = {"project": "acme-ml"}
+    assert VertexSettings(**base).autoscaling_targets == {"cpu": 60}
+    gpu = VertexSettings(
+        **base, machineType="g2-standard-8", acceleratorType="NVIDIA_L4", autoscalingMetric="gpu", targetDutyCycle=70
+    )
+    assert gpu.autoscaling_targets == {"cpu": 60, "gpu": 70}
+    gpu_default = VertexSettings(
+        **base, machineType="g2-standard-8", acceleratorType="NVIDIA_L4", autoscalingMetric="gpu"
+    )
+    assert gpu_default.autoscaling_targets == {"cpu": 60, "gpu": 60}
+    req = VertexSettings(**base, autoscalingMetric="requests", targetRequestsPerMinute=900)
+    assert req.autoscaling_targets == {"requests": 900}

@@ -6,7 +6,9 @@ with traffic cannot be undeployed unless the request's split takes its traffic a
 last one), a model still deployed cannot be deleted, names come back with the project *number*;
 a VPC-peered private endpoint (``add_endpoint(..., network=...)``) holds one deployed model and
 takes no traffic split (Google: "Only support one model per private endpoint"; the SDK refuses a
-split for it).
+split for it); autoscaling metric specs name one of the three online-prediction metrics, CPU and
+duty-cycle targets are percent (1-100), and a duty-cycle target needs accelerators (aiplatform_v1
+AutoscalingMetricSpec; the SDK's deploy: "Must also set accelerator_type and accelerator_count").
 Every write is logged; ``fail`` makes the next call(s) of a method raise, to simulate a failure
 half-way through a provider operation.
 """
@@ -19,7 +21,10 @@ from dataclasses import dataclass, field, replace
 import pytest
 
 from components.vertex_provider import (
+    CPU_METRIC,
+    DUTY_CYCLE_METRIC,
     NEW_DEPLOYED_MODEL,
+    REQUEST_COUNT_METRIC,
     DeployedModelState,
     DeploySpec,
     EndpointState,
@@ -40,6 +45,7 @@ class _Endpoint:
     deployed: dict[str, DeployedModelState] = field(default_factory=dict)
     split: dict[str, int] = field(default_factory=dict)
     network: str | None = None
+    accelerators: dict[str, str | None] = field(default_factory=dict)  # deployed model ID -> type
 
 
 class FakeVertex:
@@ -96,6 +102,18 @@ class FakeVertex:
         if split and sum(split.values()) != 100:
             raise FakeVertexError(f"400 traffic split must add up to 100: {split}")
 
+    @staticmethod
+    def _check_autoscaling(autoscaling: Mapping[str, int], accelerator_type: str | None) -> None:
+        for metric, target in autoscaling.items():
+            if metric not in (CPU_METRIC, DUTY_CYCLE_METRIC, REQUEST_COUNT_METRIC):
+                raise FakeVertexError(f"400 unsupported autoscaling metric {metric}")
+            if metric != REQUEST_COUNT_METRIC and not 1 <= target <= 100:
+                raise FakeVertexError(f"400 {metric} target is a percentage 1-100, got {target}")
+            if target < 1:
+                raise FakeVertexError(f"400 {metric} target must be positive, got {target}")
+        if DUTY_CYCLE_METRIC in autoscaling and accelerator_type is None:
+            raise FakeVertexError("400 an accelerator duty cycle target needs accelerators")
+
     # -- VertexApi
 
     def get_model(self, name: str) -> ModelState | None:
@@ -151,14 +169,16 @@ class FakeVertex:
             raise FakeVertexError("400 a private endpoint holds one deployed model")
         if ep.network is not None and traffic_split:
             raise FakeVertexError("400 traffic split is not supported for a private endpoint")
+        self._check_autoscaling(spec.autoscaling, spec.accelerator_type)
         ep.deployed[spec.deployed_model_id] = DeployedModelState(
             id=spec.deployed_model_id,
             model=self._model_name(self._id(spec.model)),
             machine_type=spec.machine_type,
             min_replicas=spec.min_replicas,
             max_replicas=spec.max_replicas,
-            target_cpu_utilization=spec.target_cpu_utilization,
+            autoscaling=dict(spec.autoscaling),
         )
+        ep.accelerators[spec.deployed_model_id] = spec.accelerator_type
         if traffic_split:
             new = {(spec.deployed_model_id if k == NEW_DEPLOYED_MODEL else k): v for k, v in traffic_split.items()}
             self._check_split(ep, new)
@@ -170,13 +190,21 @@ class FakeVertex:
         self.models[model.name.rsplit("/", 1)[-1]] = replace(model, deployments=(*model.deployments, ref))
 
     def mutate_deployed_model(
-        self, endpoint: str, deployed_model_id: str, min_replicas: int, max_replicas: int, target_cpu: int
+        self,
+        endpoint: str,
+        deployed_model_id: str,
+        min_replicas: int,
+        max_replicas: int,
+        autoscaling: Mapping[str, int],
     ) -> None:
-        self._call("mutate_deployed_model", endpoint, deployed_model_id, min_replicas, max_replicas, target_cpu)
+        self._call(
+            "mutate_deployed_model", endpoint, deployed_model_id, min_replicas, max_replicas, dict(autoscaling)
+        )
         ep = self._endpoint(endpoint)
         dm = ep.deployed[deployed_model_id]
+        self._check_autoscaling(autoscaling, ep.accelerators.get(deployed_model_id))
         ep.deployed[deployed_model_id] = replace(
-            dm, min_replicas=min_replicas, max_replicas=max_replicas, target_cpu_utilization=target_cpu
+            dm, min_replicas=min_replicas, max_replicas=max_replicas, autoscaling=dict(autoscaling)
         )
 
     def undeploy_model(self, endpoint: str, deployed_model_id: str, traffic_split: dict[str, int] | None) -> None:
@@ -190,6 +218,7 @@ class FakeVertex:
         if split.get(deployed_model_id, 0) > 0 and not last:
             raise FakeVertexError(f"400 deployed model {deployed_model_id} has traffic: {split}")
         del ep.deployed[deployed_model_id]
+        ep.accelerators.pop(deployed_model_id, None)
         split.pop(deployed_model_id, None)
         ep.split = {} if last else split
         self._check_split(ep, ep.split)
