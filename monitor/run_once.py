@@ -109,8 +109,10 @@ def evaluate(
     records: list[Any], reference: Any, *, model: str, now: float, args: argparse.Namespace
 ) -> tuple[list[Point], list[dict[str, Any]]]:
     """The points to publish and one summary per version."""
+    from monitor.drift import DriftError
     from monitor.drift import evaluate as drift
     from monitor.records import frame
+    from monitor.service import MIN_ROWS
 
     ref_predictions = reference[PREDICTION_COLUMN] if PREDICTION_COLUMN in reference.columns else None
     ref_inputs = reference.drop(columns=[PREDICTION_COLUMN]) if ref_predictions is not None else reference
@@ -125,14 +127,22 @@ def evaluate(
         labels = {"model": model, "version": version}
         points.append(Point(CAPTURE_RECORDS, float(sum(r.rows for r in mine)), labels, now))
         summary: dict[str, Any] = {"model": model, "version": version, "records": len(mine)}
-        if mine:
+        rows = sum(r.rows for r in mine)
+        if mine and rows < MIN_ROWS:  # as the Kubernetes monitor: a handful of rows is noise
+            summary["skipped"] = f"{rows} rows in the window, fewer than {MIN_ROWS}"
+        elif mine:
             current, outputs = frame(mine, columns)
-            result = drift(
-                ref_inputs,
-                current,
-                ref_predictions,
-                outputs if ref_predictions is not None else None,
-            )
+            try:
+                result = drift(
+                    ref_inputs,
+                    current,
+                    ref_predictions,
+                    outputs if ref_predictions is not None else None,
+                )
+            except DriftError as exc:  # this version's window cannot be measured; the others can
+                summary["skipped"] = str(exc)
+                summaries.append(summary)
+                continue
             points.append(Point(DRIFT_SHARE, float(result.drift_share), labels, now))
             points.append(Point(DRIFT_DETECTED, 1.0 if result.drifted else 0.0, labels, now))
             points += [
@@ -180,6 +190,12 @@ def run(args: argparse.Namespace) -> int:
         raise SourceError(f"reference: {exc}") from None
     dicts, rejects = read(args.source, fmt, args.model, versions, start, end)
     records, bad = to_records(dicts, args.model)
+    rejects.update(bad)
+    # the same column and type checks as the Kubernetes monitor's /v1/capture: a record the
+    # reference cannot be compared with is a counted reject, not a failed run
+    from monitor.records import check, schema_of
+
+    records, bad = check(records, schema_of(reference))
     rejects.update(bad)
     points, summaries = evaluate(records, reference, model=args.model, now=end, args=args)
     points += [

@@ -237,3 +237,27 @@ def test_run_once_publishes_drift_above_threshold_for_drifted_traffic_and_below_
             assert share > threshold and figures[("model_drift_detected", "3")] == 1
         else:
             assert share < threshold and figures[("model_drift_detected", "3")] == 0
+
+
+def test_a_version_that_cannot_be_measured_never_stops_the_others(tmp_path, monitor_modules):
+    """The candidate's only requests name a column the reference lacks (rejected, counted), or
+    are too few to measure (skipped): stable's drift is still published, and so is the run."""
+    reference = tmp_path / "reference.parquet"
+    sample(600, 0.0, seed=1).to_parquet(reference)
+    cases = {
+        "unknown-column": pd.DataFrame({"Zzz": [1.0] * 5}),
+        "too-few-rows": sample(5, 0.0, seed=3),
+    }
+    for name, candidate in cases.items():
+        root = tmp_path / name
+        write_sagemaker(root, sample(300, 0.0, seed=2), "stable")
+        source = write_sagemaker(root, candidate, "candidate")
+        out = tmp_path / f"{name}.jsonl"
+        code = run_once.main(args(source, "sagemaker", "stable=3,candidate=4", reference, out))
+        assert code == 0, name
+        figures = published(out)
+        assert ("model_drift_share", "3") in figures and figures[("model_capture_records", "3")] == 300
+        assert ("model_drift_share", "4") not in figures, name
+        assert ("model_monitor_last_evaluation_timestamp_seconds", "") in figures
+        if name == "unknown-column":
+            assert sum(v for (metric, _), v in figures.items() if metric == "model_monitor_rejected_total") == 1
