@@ -24,6 +24,7 @@ from typing import Any
 
 from ruamel.yaml.scalarstring import DoubleQuotedScalarString
 
+from components.validation import duration_seconds
 from modelctl import stackfile
 from modelctl.analysis import ABORT, ADVANCE, FINISH, HOLD, Decision, Figures, Rules, Step, decide, window
 from modelctl.cli import EXIT_ABORT, EXIT_HOLD, EXIT_OK, CommandError
@@ -212,6 +213,9 @@ def source_for(settings: Any, stack: str, cwd: Path) -> Source:
             settings.kubernetes.namespace,
             mlflow_name=model,
             monitor=a.max_drift_share is not None or a.min_shadow_agreement is not None,
+            # two evaluation intervals plus a scrape: an older figure is the last one of a monitor
+            # that stopped, and counts as missing (hold)
+            monitor_max_age=2 * duration_seconds(settings.monitoring.drift.interval) + 60,
         )
     if kind == "cloudwatch":
         from components.sagemaker import endpoint_name

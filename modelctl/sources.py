@@ -22,9 +22,9 @@ from typing import Any, Protocol
 
 from modelctl.analysis import Figures, VersionFigures
 
-# model monitor series (monitor/metrics.py, issue 15's contract)
-DRIFT_SHARE = "model_drift_share"
-SHADOW_AGREEMENT = "model_shadow_agreement_ratio"
+# the model monitor's series: its own names (monitor/metrics.py; prometheus-client, which the
+# program already needs, is all that module imports)
+from monitor.metrics import DRIFT_SHARE, LAST_EVALUATION, SHADOW_AGREEMENT
 
 
 class SourceError(Exception):
@@ -67,6 +67,7 @@ class PrometheusSource:
         *,
         mlflow_name: str | None = None,
         monitor: bool = True,
+        monitor_max_age: float | None = None,
         session: Any = None,
         timeout: float = 15.0,
     ):
@@ -83,6 +84,9 @@ class PrometheusSource:
         self.monitor_model = "|".join(sorted(_promql_regex_literal(n) for n in names))
         self.monitor = monitor
         """Ask for the model monitor's series (analysis.maxDriftShare / minShadowAgreement set)."""
+        self.monitor_max_age = monitor_max_age
+        """Seconds since the monitor's last evaluation beyond which its figures are stale (a gauge
+        keeps its last value when evaluations stop): then they count as missing, and analyze holds."""
 
     def _http(self) -> Any:
         if self._session is None:
@@ -141,6 +145,7 @@ class PrometheusSource:
         out["shadow_agreement"] = (
             f'avg_over_time({SHADOW_AGREEMENT}{{{mm},stable="{stable}",candidate="{candidate}"}}[{w}])'
         )
+        out["monitor_age_seconds"] = f"time() - max({LAST_EVALUATION}{{{mm}}})"
         return out
 
     def figures(self, stable: str, candidate: str, start: dt.datetime, end: dt.datetime) -> Figures:
@@ -150,12 +155,20 @@ class PrometheusSource:
         def version(role: str) -> VersionFigures:
             return VersionFigures(got[f"{role}.requests"], got[f"{role}.error_ratio"], got[f"{role}.p99_seconds"])
 
+        notes = [f"prometheus {self.url}, namespace {self.namespace}, window {seconds}s ending {end.isoformat()}"]
+        drift, agreement = got.get("drift_share"), got.get("shadow_agreement")
+        age = got.get("monitor_age_seconds")
+        if self.monitor and self.monitor_max_age is not None and (age is None or age > self.monitor_max_age):
+            # the monitor stopped evaluating (or never did): its gauges hold old values, not figures
+            drift = agreement = None
+            when = "never" if age is None else f"{age:.0f}s ago"
+            notes.append(f"model monitor last evaluated {when} (stale beyond {self.monitor_max_age:.0f}s)")
         return Figures(
             version("stable"),
             version("candidate"),
-            drift_share=got.get("drift_share"),
-            shadow_agreement=got.get("shadow_agreement"),
-            notes=(f"prometheus {self.url}, namespace {self.namespace}, window {seconds}s ending {end.isoformat()}",),
+            drift_share=drift,
+            shadow_agreement=agreement,
+            notes=tuple(notes),
         )
 
 

@@ -304,3 +304,45 @@ def test_http_errors_are_source_errors() -> None:
         AzureMonitorSource("s", "rg", "ws", "ep", {"7": "a", "8": "b"}, session=Bad(None), credential=Cred()).figures(
             "7", "8", START, END
         )
+
+
+class _Prometheus:
+    """Prometheus's HTTP API at the session boundary: one instant vector per query, picked by the
+    series the query names; the monitor evaluated ``age`` seconds before the query time."""
+
+    def __init__(self, age: float | None) -> None:
+        self.age = age
+
+    def get(self, url: str, params: dict[str, str], timeout: float) -> Any:
+        query = params["query"]
+        if "model_monitor_last_evaluation_timestamp_seconds" in query:
+            value = None if self.age is None else self.age
+        elif "model_drift_share" in query:
+            value = 0.1
+        elif "model_shadow_agreement_ratio" in query:
+            value = 0.99
+        else:
+            value = 1.0
+        result = [] if value is None else [{"metric": {}, "value": [float(params["time"]), str(value)]}]
+
+        class Response:
+            status_code = 200
+
+            def json(self) -> dict[str, Any]:
+                return {"status": "success", "data": {"resultType": "vector", "result": result}}
+
+        return Response()
+
+
+@pytest.mark.parametrize(("age", "fresh"), [(30.0, True), (4000.0, False), (None, False)])
+def test_prometheus_drops_the_figures_of_a_monitor_that_stopped_evaluating(age: float | None, fresh: bool) -> None:
+    """A gauge keeps its last value after the monitor stops: past the allowed age (or with no
+    evaluation at all) the drift and agreement figures are missing, so analyze holds."""
+    from modelctl.sources import PrometheusSource
+
+    source = PrometheusSource(
+        "http://prom:9090", "fraud-detector", "models", monitor=True, monitor_max_age=1260, session=_Prometheus(age)
+    )
+    figures = source.figures("7", "8", START, END)
+    assert (figures.drift_share, figures.shadow_agreement) == ((0.1, 0.99) if fresh else (None, None))
+    assert any("stale" in n for n in figures.notes) is not fresh
