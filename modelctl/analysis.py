@@ -64,10 +64,17 @@ class Rules:
     max_drift_share: float | None = None
     min_shadow_agreement: float | None = None
     auto_finish: bool = True
+    error_ratio_limit: float | None = None
+    """``monitoring.thresholds.errorRatio``: at a 100% canary step stable serves nothing to compare
+    with, so the candidate is held to the alert's absolute limits instead."""
+    p99_limit_seconds: float | None = None
+    """``monitoring.thresholds.p99LatencySeconds`` (the same)."""
 
     @classmethod
-    def from_settings(cls, a: Any) -> Rules:
+    def from_settings(cls, a: Any, thresholds: Any = None) -> Rules:
         return cls(
+            error_ratio_limit=thresholds.error_ratio if thresholds is not None else None,
+            p99_limit_seconds=thresholds.p99_latency_seconds if thresholds is not None else None,
             interval_seconds=a.interval_seconds,
             min_requests=a.min_requests,
             max_error_ratio_increase=a.max_error_ratio_increase,
@@ -138,6 +145,8 @@ def decide(step: Step, rules: Rules, now: dt.datetime, figures: Figures | None) 
         return Decision(HOLD, [figures.hold])
 
     s, c = figures.stable, figures.candidate
+    if step.strategy == "canary" and step.percent >= 100:
+        return _decide_full(step, rules, held, figures)
     failed: list[str] = []
     missing: list[str] = []
     passed: list[str] = []
@@ -194,6 +203,10 @@ def decide(step: Step, rules: Rules, now: dt.datetime, figures: Figures | None) 
             text = f"shadow agreement {figures.shadow_agreement:.2%} (min {rules.min_shadow_agreement:.2%})"
             (failed if figures.shadow_agreement < rules.min_shadow_agreement else passed).append(text)
 
+    share = _deployed_share_problem(step, s.requests, c.requests)
+    if share:
+        missing.append(share)
+
     if failed and enough:
         return Decision(ABORT, [f"FAILED {t}" for t in failed] + [f"ok {t}" for t in passed] + missing)
     if failed:  # a regression on too few requests: not enough to judge either way
@@ -205,6 +218,71 @@ def decide(step: Step, rules: Rules, now: dt.datetime, figures: Figures | None) 
     oks = [f"ok {t}" for t in passed]
     if nxt is not None:
         return Decision(ADVANCE, [f"step {step.percent}% held {_dur(held)} and passed: next step {nxt}%", *oks], nxt)
+    if rules.auto_finish:
+        return Decision(FINISH, [f"the last step ({step.percent}%) held {_dur(held)} and passed: finish", *oks])
+    return Decision(
+        HOLD,
+        [
+            f"the last step ({step.percent}%) held and passed; analysis.autoFinish is false: "
+            "finish with `modelctl promote --finish`",
+            *oks,
+        ],
+    )
+
+
+def _deployed_share_problem(step: Step, stable: float | None, candidate: float | None) -> str | None:
+    """Why the measured traffic says the step is not live yet, or None. ``candidate.since`` is when
+    the edit was written, not when ``pulumi up`` applied it: a step still waiting for its PR or its
+    deploy must not count as held. A canary taking under half of its step's share is that."""
+    if step.strategy != "canary" or step.percent <= 0 or _missing(stable) or _missing(candidate):
+        return None
+    assert stable is not None and candidate is not None
+    total = stable + candidate
+    if total <= 0:
+        return None
+    share = 100.0 * candidate / total
+    if share >= step.percent / 2:
+        return None
+    return (
+        f"the candidate took {share:.1f}% of the requests, under half of the step's {step.percent}%: "
+        "the step does not look deployed yet (PR not merged or pulumi up not run)"
+    )
+
+
+def _decide_full(step: Step, rules: Rules, held: float, figures: Figures) -> Decision:
+    """A 100% canary step: stable serves nothing, so the candidate alone is held to the alerts'
+    absolute limits (monitoring.thresholds); missing figures or limits hold, never finish."""
+    c = figures.candidate
+    failed: list[str] = []
+    missing: list[str] = []
+    passed: list[str] = []
+    enough = not _missing(c.requests) and c.requests >= rules.min_requests  # type: ignore[operator]
+    if not enough:
+        missing.append(f"candidate request count is missing or under analysis.minRequests {rules.min_requests}")
+    for what, value, limit, fmt in (
+        ("error ratio", c.error_ratio, rules.error_ratio_limit, lambda x: f"{x:.2%}"),
+        ("p99 latency", c.p99_seconds, rules.p99_limit_seconds, _fmt_s),
+    ):
+        if limit is None:
+            missing.append(f"no absolute {what} limit to judge a 100% step by (monitoring.thresholds)")
+        elif _missing(value):
+            missing.append(f"candidate {what} is missing")
+        else:
+            assert value is not None
+            text = f"{what} candidate {fmt(value)} at 100% (max {fmt(limit)}, monitoring.thresholds)"
+            (failed if value > limit else passed).append(text)
+    if rules.max_drift_share is not None:
+        if _missing(figures.drift_share):
+            missing.append("drift share of the candidate is missing (is the model monitor running?)")
+        else:
+            assert figures.drift_share is not None
+            text = f"drift share {figures.drift_share:.2f} (max {rules.max_drift_share:g})"
+            (failed if figures.drift_share > rules.max_drift_share else passed).append(text)
+    if failed and enough:
+        return Decision(ABORT, [f"FAILED {t}" for t in failed] + [f"ok {t}" for t in passed] + missing)
+    if failed or missing:
+        return Decision(HOLD, missing + [f"not judged yet: {t}" for t in failed] + [f"ok {t}" for t in passed])
+    oks = [f"ok {t}" for t in passed]
     if rules.auto_finish:
         return Decision(FINISH, [f"the last step ({step.percent}%) held {_dur(held)} and passed: finish", *oks])
     return Decision(

@@ -76,7 +76,7 @@ def analyze(
         step = Step(
             cand.strategy, tuple(cand.steps), cand.effective_percent, since_datetime(cand.since) if cand.since else None
         )
-        rules = Rules.from_settings(a)
+        rules = Rules.from_settings(a, settings.monitoring.thresholds)
         win = window(step, rules, now)
         figures: Figures | None = None
         if win is not None:

@@ -11,7 +11,14 @@ import pytest
 from modelctl.analysis import ABORT, ADVANCE, FINISH, HOLD, Figures, Rules, Step, VersionFigures, decide, window
 
 NOW = dt.datetime(2025, 6, 1, 12, 0, tzinfo=dt.UTC)
-RULES = Rules(interval_seconds=1800, min_requests=100, max_error_ratio_increase=0.01, max_latency_ratio=1.5)
+RULES = Rules(
+    interval_seconds=1800,
+    min_requests=100,
+    max_error_ratio_increase=0.01,
+    max_latency_ratio=1.5,
+    error_ratio_limit=0.05,
+    p99_limit_seconds=1.0,
+)
 DRIFT_RULES = Rules(1800, 100, 0.01, 1.5, max_drift_share=0.5, min_shadow_agreement=0.95)
 HELD = NOW - dt.timedelta(minutes=31)
 HEALTHY = VersionFigures(requests=5000, error_ratio=0.001, p99_seconds=0.080)
@@ -29,14 +36,61 @@ def figs(stable: VersionFigures = HEALTHY, candidate: VersionFigures = CANARY, *
 TABLE = [
     # (id, step, rules, figures, decision, next percent, a phrase the reasons must hold)
     ("healthy first step advances", canary(5), RULES, figs(), ADVANCE, 25, "next step 25%"),
-    ("healthy middle step advances", canary(25), RULES, figs(), ADVANCE, 50, "next step 50%"),
+    (
+        "healthy middle step advances",
+        canary(25),
+        RULES,
+        figs(candidate=VersionFigures(1700, 0.002, 0.090)),
+        ADVANCE,
+        50,
+        "next step 50%",
+    ),
+    # candidate.since is when the edit was written: a step whose traffic is still the last one's
+    # (its PR not merged, pulumi up not run) has not held
+    ("a step not deployed yet holds", canary(25), RULES, figs(), HOLD, None, "does not look deployed yet"),
+    # 100%: stable serves nothing; the candidate alone against the alerts' absolute limits
+    (
+        "100% with no stable traffic finishes on absolute limits",
+        canary(100),
+        RULES,
+        figs(stable=VersionFigures(0, None, None), candidate=VersionFigures(5000, 0.004, 0.2)),
+        FINISH,
+        None,
+        "at 100% (max 5.00%",
+    ),
+    (
+        "100% above the error limit aborts",
+        canary(100),
+        RULES,
+        figs(stable=VersionFigures(0, None, None), candidate=VersionFigures(5000, 0.08, 0.2)),
+        ABORT,
+        None,
+        "FAILED error ratio candidate 8.00%",
+    ),
+    (
+        "100% without absolute limits holds",
+        canary(100),
+        Rules(1800, 100, 0.01, 1.5),
+        figs(stable=VersionFigures(0, None, None), candidate=VersionFigures(5000, 0.004, 0.2)),
+        HOLD,
+        None,
+        "no absolute error ratio limit",
+    ),
     ("last step 100 finishes", canary(100), RULES, figs(), FINISH, None, "finish"),
-    ("steps that skip 100: 50 is the last", canary(50, (5, 25, 50)), RULES, figs(), FINISH, None, "last step (50%)"),
+    (
+        "steps that skip 100: 50 is the last",
+        canary(50, (5, 25, 50)),
+        RULES,
+        figs(candidate=VersionFigures(5000, 0.002, 0.090)),
+        FINISH,
+        None,
+        "last step (50%)",
+    ),
     ("equal versions advance", canary(5), RULES, figs(HEALTHY, HEALTHY), ADVANCE, 25, "increase +0.00%"),
     (
         "autoFinish off holds at the last step",
         canary(100),
-        Rules(1800, 100, 0.01, 1.5, auto_finish=False),
+        Rules(1800, 100, 0.01, 1.5, auto_finish=False, error_ratio_limit=0.05, p99_limit_seconds=1.0),
         figs(),
         HOLD,
         None,
@@ -64,7 +118,7 @@ TABLE = [
     ),
     (
         "too few stable requests",
-        canary(100),
+        canary(5),
         RULES,
         figs(stable=VersionFigures(3, 0.0, 0.05)),
         HOLD,
@@ -118,11 +172,11 @@ TABLE = [
     ),
     (
         "an increase just under the limit passes",
-        canary(25),
+        canary(5),
         RULES,
         figs(candidate=VersionFigures(400, 0.0109, 0.08)),
         ADVANCE,
-        50,
+        25,
         "increase +0.99%",
     ),
     (

@@ -85,7 +85,8 @@ def test_abort_drops_the_candidate(
 
 def test_finish_after_the_last_step_without_100(registry: SampleRegistry, tmp_path: Path) -> None:
     path = stack(registry, tmp_path, percent=50)
-    assert analyze("dev", path, write=True, now=NOW, source=Fixed(GOOD)) == 0
+    half = Figures(VersionFigures(5000, 0.001, 0.08), VersionFigures(5000, 0.001, 0.08))  # 50% is live
+    assert analyze("dev", path, write=True, now=NOW, source=Fixed(half)) == 0
     cfg = config_of(path)
     assert cfg["mlflow-deploy:model"]["version"] == "2" and "mlflow-deploy:candidate" not in cfg
 
