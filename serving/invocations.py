@@ -45,6 +45,7 @@ from typing import Any
 
 from serving.batching import Batcher
 from serving.capture import Capture
+from serving.fastpath import FastFrame, invoke
 from serving.limits import bounded_message, json_depth_exceeds
 from serving.metrics import STATUS_KEY, Metrics, Receive, Scope, Send
 
@@ -207,7 +208,10 @@ class Invocations:
         self.max_depth = max_depth
         self.debug = debug
         self.closing = closing  # True while the server drains: answers carry Connection: close
-        self._invocations: Callable[..., Any] = scoring_server.invocations
+        # serving.fastpath: the plain dataframe_split request skips MLflow's per-column casts
+        self._invocations: Callable[..., Any] = functools.partial(
+            invoke, FastFrame.for_model(model, self.input_schema), scoring_server.invocations
+        )
         self.capture = capture  # serving.capture: scored requests go to its queue after the answer
         # serving.batching (opt-in): predict calls of concurrent requests merged. Its scoring
         # threads wait for each other, so they get a pool of their own, larger than a batch.
