@@ -2,7 +2,9 @@
 
 The request is parsed, scored and serialized by MLflow's own ``scoring_server.invocations``
 (every input format, the same messages); this handler is the HTTP layer around it, in place of
-the FastAPI route and timeout middleware of ``scoring_server.init``:
+the FastAPI route and timeout middleware of ``scoring_server.init``. The commonest request (a
+plain ``dataframe_split`` for a model of ``double``/``long`` columns) skips MLflow's per-column
+casts through ``serving.fastpath``, which builds the same DataFrame; the answer is the same bytes.
 
 ===========================================  ======  =================================================
 what happened                                status  body
