@@ -2,7 +2,9 @@
 
 The request is parsed, scored and serialized by MLflow's own ``scoring_server.invocations``
 (every input format, the same messages); this handler is the HTTP layer around it, in place of
-the FastAPI route and timeout middleware of ``scoring_server.init``:
+the FastAPI route and timeout middleware of ``scoring_server.init``. The commonest request (a
+plain ``dataframe_split`` for a model of ``double``/``long`` columns) skips MLflow's per-column
+casts through ``serving.fastpath``, which builds the same DataFrame; the answer is the same bytes.
 
 ===========================================  ======  =================================================
 what happened                                status  body
@@ -45,6 +47,7 @@ from typing import Any
 
 from serving.batching import Batcher
 from serving.capture import Capture
+from serving.fastpath import FastFrame, invoke
 from serving.limits import bounded_message, json_depth_exceeds
 from serving.metrics import STATUS_KEY, Metrics, Receive, Scope, Send
 
@@ -207,7 +210,10 @@ class Invocations:
         self.max_depth = max_depth
         self.debug = debug
         self.closing = closing  # True while the server drains: answers carry Connection: close
-        self._invocations: Callable[..., Any] = scoring_server.invocations
+        # serving.fastpath: the plain dataframe_split request skips MLflow's per-column casts
+        self._invocations: Callable[..., Any] = functools.partial(
+            invoke, FastFrame.for_model(model, self.input_schema), scoring_server.invocations
+        )
         self.capture = capture  # serving.capture: scored requests go to its queue after the answer
         # serving.batching (opt-in): predict calls of concurrent requests merged. Its scoring
         # threads wait for each other, so they get a pool of their own, larger than a batch.

@@ -44,6 +44,10 @@ def _split(frame: Any) -> dict[str, Any]:
     return split
 
 
+def _rows(rows: list[list[Any]]) -> bytes:
+    return json.dumps({"dataframe_split": {"columns": COLUMNS, "data": rows}}).encode()
+
+
 def requests_table(iris: IrisModel) -> dict[str, tuple[str, bytes]]:
     """name -> (content type, body)."""
     table: dict[str, tuple[str, bytes]] = {}
@@ -86,6 +90,13 @@ def requests_table(iris: IrisModel) -> dict[str, tuple[str, bytes]]:
         "string_in_a_double_column": (
             JSON,
             json.dumps({"dataframe_split": {"columns": COLUMNS, "data": [["abc", 3.5, 1.4, 0.2]]}}).encode(),
+        ),
+        # serving.fastpath: what it takes (ints in double columns) and what it leaves to MLflow
+        "split_ints": (JSON, _rows([[5, 3, 1, 0]])),
+        "split_bool": (JSON, _rows([[True, 3.5, 1.4, 0.2]])),
+        "split_columns_reordered": (
+            JSON,
+            json.dumps({"dataframe_split": {"columns": COLUMNS[::-1], "data": [one[::-1]]}}).encode(),
         ),
         "split_rows_of_other_length": (
             JSON,
