@@ -33,6 +33,8 @@ REJECT_REASONS = {
     "wrong_type": "a value whose type does not fit its reference column (text in a numeric column, "
     "a list or object where the reference has scalars)",
     "bad_timestamp": "ts more than an hour in the future or older than the retention",
+    "store_error": "the store could not write the batch (disk full, read-only): nothing of it was "
+    "stored and the sender got a 503",
 }
 """Reject reason -> what it means (the ``reason`` label of ``model_monitor_rejected_total``)."""
 

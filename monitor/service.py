@@ -82,7 +82,13 @@ class Monitor:
             else:
                 kept.append(r)
         if kept:
-            self.store.append(kept)
+            try:
+                self.store.append(kept)
+            except OSError:
+                # visible in Prometheus, not only in the log: the records were not stored (all or
+                # nothing, store.py) and the sender got a 503
+                self.metrics.rejected.labels(self.config.model, "store_error").inc(len(kept))
+                raise
         per_version = collections.Counter(r.version for r in kept)
         for version, n in per_version.items():
             self.metrics.records.labels(self.config.model, version).inc(n)

@@ -119,3 +119,21 @@ def test_a_sigkill_after_an_acknowledged_post_loses_no_record(tmp_path: Path) ->
         summary = mon.evaluate()
     assert summary["versions"]["3"]["records"] == 100
     assert summary["versions"]["3"]["rows"] == 300
+
+
+def test_a_store_that_cannot_write_is_counted_not_only_logged(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Disk full: the body's records are counted as ``store_error`` rejects in the monitor's own
+    metrics (what Prometheus sees) and the OSError reaches the HTTP layer (its 503)."""
+    from monitor.service import Config, Monitor
+
+    ref = reference(200)
+    mon = Monitor(Config(model=MODEL, store=str(tmp_path / "store")), ref)
+
+    def full(records: object) -> int:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(mon.store, "append", full)
+    body = b"".join(line + b"\n" for line in record_lines(features(5, seed=1), version="3"))
+    with pytest.raises(OSError):
+        mon.ingest(body)
+    assert mon.metrics.rejected.labels(MODEL, "store_error")._value.get() == 5
