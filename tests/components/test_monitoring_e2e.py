@@ -32,6 +32,7 @@ from components import monitoring as mon
 from components.rollout import plan_traffic
 from components.settings import AlertThresholds
 from serving.local import LocalServer
+from tests.prometheus_runner import run_prometheus
 
 PROMETHEUS = shutil.which("prometheus")
 pytestmark = [
@@ -123,40 +124,8 @@ def prometheus(workdir: Path, target: str) -> Iterator[str]:
             }
         ],
     }
-    (workdir / "prometheus.yml").write_text(yaml.safe_dump(config, sort_keys=False))
-    port = free_port()
-    log = (workdir / "prometheus.log").open("wb")
-    proc = subprocess.Popen(
-        [
-            PROMETHEUS,
-            f"--config.file={workdir / 'prometheus.yml'}",
-            f"--storage.tsdb.path={workdir / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--storage.tsdb.retention.time=1h",
-        ],
-        stdin=subprocess.DEVNULL,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, (workdir / "prometheus.log").read_text()[-3000:]
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/-/ready", timeout=2).status_code == 200:
-                    break
-            assert time.monotonic() < deadline, "prometheus did not become ready"
-            time.sleep(0.2)
+    with run_prometheus(workdir, config) as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
-        log.close()
 
 
 @contextlib.contextmanager

@@ -50,6 +50,7 @@ from components.rollout import plan_traffic
 from components.settings import AlertThresholds, CandidateSettings, DriftSettings
 from serving.local import LocalServer
 from tests.components.test_monitoring_e2e import free_port, query, wait_for
+from tests.prometheus_runner import run_prometheus
 
 PROMETHEUS = shutil.which("prometheus")
 pytestmark = [
@@ -217,40 +218,8 @@ def prometheus(workdir: Path, monitor: str, servers: dict[str, LocalServer]) -> 
         "rule_files": [str(workdir / "rules.yml")],
         "scrape_configs": scrape,
     }
-    (workdir / "prometheus.yml").write_text(yaml.safe_dump(config, sort_keys=False))
-    port = free_port()
-    log = (workdir / "prometheus.log").open("wb")
-    proc = subprocess.Popen(
-        [
-            PROMETHEUS,
-            f"--config.file={workdir / 'prometheus.yml'}",
-            f"--storage.tsdb.path={workdir / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--storage.tsdb.retention.time=1h",
-        ],
-        stdin=subprocess.DEVNULL,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-
-        def ready() -> bool:
-            assert proc.poll() is None, (workdir / "prometheus.log").read_text()[-3000:]
-            with contextlib.suppress(httpx.HTTPError):
-                return httpx.get(f"{url}/-/ready", timeout=2).status_code == 200
-            return False
-
-        wait_for("prometheus to be ready", ready, timeout=60)
+    with run_prometheus(workdir, config) as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
-        log.close()
 
 
 def send(servers: dict[str, LocalServer], frame: pd.DataFrame, *, prefix: str, versions: list[str]) -> list[int]:
