@@ -163,16 +163,17 @@ def test_vertex_impossible_accelerators(vx: dict[str, Any], key: str, needle: st
 def test_vertex_enum_is_the_installed_api_and_the_real_machine_spec_takes_it() -> None:
     from google.cloud.aiplatform_v1 import types
 
-    from components.vertex_provider import AiplatformApi
+    from components.vertex_provider import CPU_METRIC, DUTY_CYCLE_METRIC, AiplatformApi
 
     assert (
         "NVIDIA_L4" in vertex_accelerator_types() and "ACCELERATOR_TYPE_UNSPECIFIED" not in vertex_accelerator_types()
     )
     api = object.__new__(AiplatformApi)
     api._v1 = __import__("google.cloud.aiplatform_v1", fromlist=["x"])
-    res = api._resources(1, 2, 60, "g2-standard-24", "NVIDIA_L4", 2)
+    res = api._resources(1, 2, {DUTY_CYCLE_METRIC: 70, CPU_METRIC: 60}, "g2-standard-24", "NVIDIA_L4", 2)
     assert res.machine_spec.accelerator_type == types.AcceleratorType.NVIDIA_L4
     assert res.machine_spec.accelerator_count == 2
+    assert {m.metric_name: m.target for m in res.autoscaling_metric_specs} == {DUTY_CYCLE_METRIC: 70, CPU_METRIC: 60}
 
 
 def test_vertex_gpu_changes_the_deployed_model_id_but_cpu_ids_stay() -> None:
