@@ -41,7 +41,7 @@ import pulumi
 
 from components.azureml_settings import AzureMlSettings
 from components.names import base_name
-from components.rollout import TrafficPlan
+from components.rollout import TrafficPlan, monitor_version_args
 from components.settings import AlertThresholds, DriftSettings
 from components.validation import duration_seconds
 
@@ -127,11 +127,7 @@ def run_once_arguments(
         "--shadow-window", drift.shadow_window,
         "--max-reference-rows", str(drift.max_reference_rows),
     ]  # fmt: skip
-    stable = next((b.version for b in plan.backends if b.role == "stable"), None)
-    candidate = next((b.version for b in plan.backends if b.role != "stable"), None)
-    if stable is not None and candidate is not None:
-        args += ["--stable", stable, "--candidate", candidate, "--strategy", plan.strategy or "canary"]
-    return args
+    return args + monitor_version_args(plan)
 
 
 def _window(drift: DriftSettings) -> str:

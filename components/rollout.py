@@ -113,6 +113,14 @@ def plan_traffic(stable_version: str, candidate: CandidateSettings | None) -> Tr
     )
 
 
+def monitor_version_args(plan: TrafficPlan) -> list[str]:
+    """``python -m monitor``'s ``--stable/--candidate/--strategy`` for a plan with a candidate (none
+    without one): the two versions whose outputs it pairs, and whether requests are mirrored."""
+    if plan.candidate is None:
+        return []
+    return ["--stable", plan.stable, "--candidate", plan.candidate, "--strategy", plan.strategy or "canary"]
+
+
 def candidate_replicas(stable_replicas: int, weight: int, cap_factor: int = 4) -> int:
     """Pods for a candidate taking ``weight``% of traffic when a Service spreads requests evenly
     over pods (the Kubernetes ``router: service`` mode) and stable keeps ``stable_replicas``.

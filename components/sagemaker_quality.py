@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 import pulumi
 
 from components.names import base_name
+from components.rollout import monitor_version_args
 
 if TYPE_CHECKING:
     from components.rollout import TrafficPlan
@@ -128,11 +129,7 @@ def run_once_arguments(
         "--shadow-window", drift.shadow_window,
         "--max-reference-rows", str(drift.max_reference_rows),
     ]  # fmt: skip
-    stable = next((v for v in variants if v.role == "stable"), None)
-    candidate = next((v for v in variants if v.role != "stable"), None)
-    if stable is not None and candidate is not None:
-        args += ["--stable", stable.version, "--candidate", candidate.version, "--strategy", plan.strategy or "canary"]
-    return args
+    return args + monitor_version_args(plan)
 
 
 def processing_job_request(*, image: str, role_arn: str, arguments: list[str]) -> dict[str, Any]:

@@ -34,7 +34,7 @@ from typing import Any
 import pulumi
 
 from components.names import base_name
-from components.rollout import TrafficPlan
+from components.rollout import TrafficPlan, monitor_version_args
 from components.settings import AlertThresholds, DriftSettings
 from components.validation import duration_seconds
 from components.vertex_settings import VertexSettings
@@ -101,11 +101,7 @@ def run_once_arguments(
         "--task", drift.task,
         "--max-reference-rows", str(drift.max_reference_rows),
     ]  # fmt: skip
-    stable = next((b.version for b in plan.backends if b.role == "stable"), None)
-    candidate = next((b.version for b in plan.backends if b.role != "stable"), None)
-    if stable is not None and candidate is not None:
-        args += ["--stable", stable, "--candidate", candidate, "--strategy", plan.strategy or "canary"]
-    return args
+    return args + monitor_version_args(plan)
 
 
 def alert_policies(

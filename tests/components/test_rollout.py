@@ -114,3 +114,17 @@ def test_candidate_replicas_edges() -> None:
 def test_effective_weights() -> None:
     assert effective_weights({"7": 3, "8": 1}) == {"7": 75.0, "8": 25.0}
     assert effective_weights({"7": 0}) == {"7": 0.0}
+
+
+@pytest.mark.parametrize("strategy", ["canary", "blue-green", "shadow"])
+def test_the_monitor_compares_stable_and_the_candidate_under_the_plans_strategy(strategy: str) -> None:
+    from components.rollout import monitor_version_args
+
+    assert monitor_version_args(plan_traffic("7", None)) == []
+    args = monitor_version_args(plan_traffic("7", cand(strategy=strategy)))
+    assert args == ["--stable", "7", "--candidate", "8", "--strategy", strategy]
+    # the monitor's own parser takes them
+    from monitor.__main__ import parser
+
+    parsed = parser().parse_args(["serve", "--model", "m", "--reference", "r", "--store", "s", *args])
+    assert (parsed.stable, parsed.candidate, parsed.strategy) == ("7", "8", strategy)
