@@ -48,6 +48,7 @@ DEFAULT_CAPTURE_SAMPLE = 1.0  # with a capture URL; no URL: capture is off
 DEFAULT_CAPTURE_QUEUE = 10_000  # captured requests waiting per worker; more are dropped
 DEFAULT_BATCH_MAX_WAIT_MS = 2.0  # with --batch-max-size: longest a request waits for others
 ACCESS_LOGS = ("json", "text", "off")
+FORK_SERVER_MODES = ("auto", "on", "off")  # serving.zygote; auto: on with two workers or more
 MAX_WORKERS_PER_CPU = 4
 MAX_WORKERS_FORCED = 1024
 
@@ -85,6 +86,7 @@ class Settings:
     batch_max_size: int = 0  # adaptive batching (serving.batching): requests per predict; 0/1: off
     batch_max_wait_ms: float = DEFAULT_BATCH_MAX_WAIT_MS
     port_file: str | None = None  # write the bound ports here once listening (for port 0)
+    fork_server: str = "auto"  # serving.zygote: fork workers from one process that imported MLflow
 
     @property
     def shutdown_grace(self) -> float:
@@ -262,6 +264,21 @@ def _access_log(args: argparse.Namespace, environ: Mapping[str, str]) -> str:
     raise SystemExit(f"python -m serving: SERVING_ACCESS_LOG={raw!r} is not one of json, text, off")
 
 
+def _fork_server(args: argparse.Namespace, environ: Mapping[str, str]) -> str:
+    if args.fork_server is not None:
+        return str(args.fork_server)
+    raw = environ.get("SERVING_FORK_SERVER", "").strip().lower()
+    if raw in FORK_SERVER_MODES:
+        return raw
+    if raw == "":
+        return "auto"
+    if raw in _TRUE:
+        return "on"
+    if raw in _FALSE:
+        return "off"
+    raise SystemExit(f"python -m serving: SERVING_FORK_SERVER={raw!r} is not one of auto, on, off")
+
+
 def _capture_url(args: argparse.Namespace, environ: Mapping[str, str]) -> str | None:
     from serving.capture import CaptureURLError, parse_url
 
@@ -312,6 +329,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="URL",
         help="POST a sample of scored requests as JSON lines to this http(s) URL "
         "(env SERVING_CAPTURE_URL; off)",
+    )
+    parser.add_argument(
+        "--fork-server",
+        choices=FORK_SERVER_MODES,
+        help="import MLflow once and fork the workers from that process (serving.zygote): on, off, "
+        "or auto = on with two workers or more (env SERVING_FORK_SERVER; auto)",
     )
     parser.add_argument("--port-file", help=argparse.SUPPRESS)
     return parser
@@ -404,6 +427,7 @@ def parse_settings(
         batch_max_size=int(numbers.get("batch_max_size", 0)),
         batch_max_wait_ms=float(numbers.get("batch_max_wait_ms", DEFAULT_BATCH_MAX_WAIT_MS)),
         port_file=args.port_file,
+        fork_server=_fork_server(args, environ),
     )
 
 

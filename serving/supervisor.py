@@ -29,6 +29,7 @@ import glob
 import json
 import logging
 import os
+import select
 import shutil
 import signal
 import socket
@@ -55,10 +56,12 @@ from serving.worker import (  # the supervisor/worker handshake, defined once
     STARTUP_FAILURE,
     SUPERVISOR_ENV,
 )
+from serving.zygote import ForkServer, ForkServerError, enable_subreaper
 
 logger = logging.getLogger("serving.supervisor")
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+TELEMETRY_ENV = "MLFLOW_DISABLE_TELEMETRY"
 RUNTIME_DIR_ENV = "SERVING_RUNTIME_DIR"
 LOAD_FAILURE_FILE = "load-failure"  # written by a worker (serving.app) that cannot load the model
 RUNTIME_PREFIX = "mlflow-serving-"
@@ -109,9 +112,10 @@ def _mark_process_dead(pid: int, path: Path) -> None:
 
 @dataclass
 class Worker:
-    process: subprocess.Popen[bytes]
+    pid: int
     started: float
     slot: int
+    process: subprocess.Popen[bytes] | None = None  # None: forked by the fork server
 
 
 @dataclass
@@ -130,6 +134,9 @@ class Supervisor:
     _deadline: float = 0.0
     _killed: bool = False
     _drain_until: float | None = None
+    fork_server: ForkServer | None = None
+    _pending: list[int] = field(default_factory=list)  # slots waiting for the fork server
+    _retired: list[ForkServer] = field(default_factory=list)  # stopped, to be waited for
 
     def __post_init__(self) -> None:
         # Workers read the resolved count (for the connection board), not "from the cgroup".
@@ -139,31 +146,112 @@ class Supervisor:
         self.flag_path = self.runtime_dir / "draining"
         self.drain_flag = DrainFlag.create(self.flag_path)
 
-    def _worker_env(self, slot: int, preload: bool) -> dict[str, str]:
+    def _base_env(self) -> dict[str, str]:
+        """What every worker's environment (and the fork server's) holds."""
         env = dict(os.environ)
-        env[PRELOAD_ENV] = "1" if preload else "0"
-        env[SLOT_ENV] = str(slot)
+        # No usage telemetry from a serving pod (its network policy allows DNS only), and MLflow's
+        # telemetry thread would make the fork server unsafe to fork (serving.zygote).
+        env.setdefault(TELEMETRY_ENV, "true")
         env[SUPERVISOR_ENV] = str(os.getpid())
         env[BOARD_ENV] = str(self.board_path)
         env[DRAIN_FLAG_ENV] = str(self.flag_path)
         env[MULTIPROC_ENV] = str(self.multiproc_dir)
         env[RUNTIME_DIR_ENV] = str(self.runtime_dir)
         env[SETTINGS_ENV] = self.settings.to_json()
+        return env
+
+    def _worker_env(self, slot: int, preload: bool) -> dict[str, str]:
+        env = self._base_env()
+        env[PRELOAD_ENV] = "1" if preload else "0"
+        env[SLOT_ENV] = str(slot)
         if self.settings.gpus > 0:
             env[CUDA_VISIBLE_DEVICES] = worker_devices(slot, self.workers, self.settings.gpus, os.environ)
         return env
 
     def spawn(self, slot: int, preload: bool = False) -> None:
-        """Start a worker in ``slot``. ``preload``: load the model before accepting connections."""
+        """Start a worker in ``slot``. ``preload``: load the model before accepting connections.
+
+        Forked by the fork server when there is one (``serving.zygote``), else (or if that fails)
+        started as ``python -m serving.worker``."""
+        env = self._worker_env(slot, preload)
+        if self.fork_server is not None and self.fork_server.ready:
+            try:
+                pid = self.fork_server.fork(slot, env)
+            except ForkServerError as exc:
+                self._drop_fork_server(str(exc))
+            else:
+                self._procs[pid] = Worker(pid, time.monotonic(), slot)
+                logger.info("forked worker %d", pid)
+                return
         fd = self.sock.fileno()
         proc = subprocess.Popen(
             [sys.executable, "-m", "serving.worker", str(fd)],
             pass_fds=(fd,),
-            env=self._worker_env(slot, preload),
+            env=env,
             stdin=subprocess.DEVNULL,
         )
-        self._procs[proc.pid] = Worker(proc, time.monotonic(), slot)
+        self._procs[proc.pid] = Worker(proc.pid, time.monotonic(), slot, proc)
         logger.info("started worker %d", proc.pid)
+
+    # -- the fork server -----------------------------------------------------------------------
+
+    def use_fork_server(self) -> bool:
+        """``--fork-server``: on, off, or auto (on with two workers or more). Needs Linux (a
+        child subreaper adopts the forked workers)."""
+        mode = self.settings.fork_server
+        if mode == "off" or (mode == "auto" and self.workers < 2):
+            return False
+        if not enable_subreaper():
+            logger.info("fork server off: this platform has no child subreaper")
+            return False
+        return True
+
+    def _start_fork_server(self) -> None:
+        try:
+            self.fork_server = ForkServer.start(self.sock.fileno(), self._base_env())
+        except OSError as exc:
+            logger.warning("cannot start the fork server (%s): starting workers one by one", exc)
+            return
+        logger.info("fork server %d: importing MLflow once for %d worker(s)", self.fork_server.pid, self.workers)
+
+    def _drop_fork_server(self, reason: str) -> None:
+        """Give the fork server up: later workers are started with ``python -m serving.worker``."""
+        server, self.fork_server = self.fork_server, None
+        if server is None:
+            return
+        if not self._stopping:
+            logger.warning("fork server: %s; starting workers with python -m serving.worker", reason)
+        server.close()
+        self._retired.append(server)
+
+    def _start_pending(self) -> None:
+        """Start the workers waiting for the fork server, once it is ready or gone."""
+        if not self._pending or self._stopping:
+            return
+        if self.fork_server is not None and not self.fork_server.ready:
+            try:
+                if not self.fork_server.poll_ready(0):
+                    return
+            except ForkServerError as exc:
+                self._drop_fork_server(str(exc))
+            else:
+                logger.info(
+                    "fork server ready in %.2f s (imported %s; native threads: %s)",
+                    self.fork_server.seconds,
+                    ", ".join(self.fork_server.imported),
+                    ", ".join(self.fork_server.native_threads) or "none",
+                )
+        pending, self._pending = self._pending, []
+        for slot in pending:
+            self.spawn(slot)
+
+    def _wait(self, seconds: float) -> None:
+        """Sleep until a signal, ``seconds``, or (while starting) a word from the fork server."""
+        if self._pending and self.fork_server is not None and not self.fork_server.ready:
+            with contextlib.suppress(OSError, ValueError):
+                select.select([self.fork_server.control], [], [], min(seconds, 0.05))
+            return
+        self._wake.wait(seconds)
 
     def _on_signal(self, signum: int, _frame: object) -> None:
         self._signals.append(signum)
@@ -179,6 +267,9 @@ class Supervisor:
             return
         if self._drain_until is not None:
             self.stop(f"{reason} again during the drain")
+            return
+        if not self._procs:  # still waiting for the fork server: nothing to drain
+            self.stop(reason)
             return
         delay = self.settings.drain_seconds
         self.drain_flag.raise_()
@@ -199,8 +290,10 @@ class Supervisor:
         if not stop_accepting(self.sock):
             logger.debug("no socket filter on this platform: connections queued at stop may be reset")
         self.sock.close()
+        self._pending = []
+        self._drop_fork_server("stopping")
         for worker in self._procs.values():
-            _signal_process(worker.process, signal.SIGTERM)
+            _signal_process(worker.pid, signal.SIGTERM)
         self._deadline = time.monotonic() + self.settings.shutdown_grace + QUEUE_AND_EXIT_SECONDS
 
     def _reap(self) -> None:
@@ -211,11 +304,17 @@ class Supervisor:
                 return
             if pid == 0:
                 return
+            code = os.waitstatus_to_exitcode(status)
+            if self.fork_server is not None and pid == self.fork_server.pid:
+                self.fork_server.process.returncode = code
+                why = self.fork_server.last_words()
+                self._drop_fork_server(f"exited ({code})" + (f": {why}" if why and why != "fork server exited" else ""))
+                continue
             worker = self._procs.pop(pid, None)
             if worker is None:
-                continue  # an orphan we adopted as PID 1: reaped, nothing else to do
-            code = os.waitstatus_to_exitcode(status)
-            worker.process.returncode = code
+                continue  # the fork server, or an orphan we adopted: reaped, nothing else to do
+            if worker.process is not None:
+                worker.process.returncode = code
             _mark_process_dead(pid, self.multiproc_dir)
             ConnectionBoard.clear(self.board_path, worker.slot)
             self._on_exit(pid, code, worker)
@@ -258,15 +357,18 @@ class Supervisor:
 
     def run(self) -> int:
         self._install_signal_handlers()
-        for slot in range(self.workers):
-            self.spawn(slot)
-        while self._procs:
+        self._pending = list(range(self.workers))
+        if self.use_fork_server():
+            self._start_fork_server()
+        self._start_pending()
+        while self._procs or self._pending:
             wait = 0.5
             if self._drain_until is not None and not self._stopping:
                 wait = max(0.0, min(wait, self._drain_until - time.monotonic()))
-            self._wake.wait(wait)
+            self._wait(wait)
             self._wake.clear()
             self._reap()
+            self._start_pending()
             while self._signals:
                 sig = self._signals.pop(0)
                 if sig in (signal.SIGTERM, signal.SIGINT):
@@ -276,14 +378,18 @@ class Supervisor:
             if self._stopping and not self._killed and time.monotonic() > self._deadline:
                 logger.warning("grace period over: killing %d worker(s)", len(self._procs))
                 for worker in self._procs.values():
-                    _signal_process(worker.process, signal.SIGKILL)
+                    _signal_process(worker.pid, signal.SIGKILL)
                 self._killed = True
+        self._drop_fork_server("stopped")
+        for server in self._retired:
+            with contextlib.suppress(subprocess.TimeoutExpired, ChildProcessError):
+                server.process.wait(timeout=QUEUE_AND_EXIT_SECONDS)
         return self.exit_code
 
 
-def _signal_process(process: subprocess.Popen[bytes], sig: int) -> None:
+def _signal_process(pid: int, sig: int) -> None:
     with contextlib.suppress(ProcessLookupError):
-        os.kill(process.pid, sig)
+        os.kill(pid, sig)
 
 
 def _write_port_file(path: str, port: int, metrics_port: int) -> None:

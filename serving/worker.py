@@ -41,6 +41,7 @@ FD_RESERVE = 64
 # Exit code of a worker whose model failed to load (same value as uvicorn's STARTUP_FAILURE):
 # the supervisor stops instead of restarting it in a loop.
 STARTUP_FAILURE = 3
+WORKER_NAME = "serving-worker"  # the process name (set_process_name)
 
 
 def inherited_socket(fd: int) -> socket.socket:
@@ -196,6 +197,22 @@ def exit_with_parent() -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
 
+def set_process_name(name: str) -> None:
+    """The name ``ps -o comm``, ``top`` and ``/proc/PID/comm`` show (Linux, at most 15 bytes):
+    ``serving-worker`` for a worker, whether started by ``python -m serving.worker`` or forked by
+    the fork server (whose command line it keeps), ``serving-zygote`` for the fork server."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    pr_set_name = 15
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(pr_set_name, ctypes.c_char_p(name.encode()[:15]), 0, 0, 0)
+    except (OSError, AttributeError):
+        return
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
@@ -206,6 +223,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{SETTINGS_ENV} is not set (started by python -m serving)", file=sys.stderr)
         return 2
     exit_with_parent()
+    set_process_name(WORKER_NAME)
     return run_worker(int(args[0]), settings_json)
 
 
