@@ -33,6 +33,13 @@ from typing import IO
 _SRC_ROOT = str(Path(__file__).resolve().parent.parent)
 
 
+def _process_name(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
+
+
 class ServerError(RuntimeError):
     """The server process exited or did not become ready in time."""
 
@@ -181,7 +188,7 @@ class LocalServer:
             time.sleep(0.1)
 
     def worker_pids(self) -> list[int]:
-        """The worker processes (children of the supervisor), from /proc on Linux."""
+        """The worker processes (children of the supervisor but the fork server), from /proc."""
         pids: list[int] = []
         if self.process is None:
             return pids
@@ -189,7 +196,7 @@ class LocalServer:
             for task in Path(f"/proc/{self.process.pid}/task").iterdir():
                 with contextlib.suppress(OSError):
                     pids += [int(p) for p in (task / "children").read_text().split()]
-        return pids
+        return [pid for pid in pids if _process_name(pid) != "serving-zygote"]
 
     def dump_stacks(self) -> None:
         """Ask every worker to print its threads' stacks to stderr (SIGUSR1, see worker.py)."""

@@ -44,6 +44,26 @@ def children_of(pid: int) -> list[int]:
     return pids
 
 
+def process_name(pid: int) -> str:
+    """``/proc/PID/comm``: ``serving-worker`` for a worker, ``serving-zygote`` for the fork server."""
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
+
+
+def command_line(pid: int) -> list[str]:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_text().rstrip("\0").split("\0")
+    except OSError:
+        return []
+
+
+def workers_of(pid: int) -> list[int]:
+    """The supervisor's worker processes (its children but the fork server)."""
+    return [child for child in children_of(pid) if process_name(child) == "serving-worker"]
+
+
 def kill_quietly(pid: int) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
@@ -69,3 +89,30 @@ def frame(**columns: list[Any]) -> dict[str, Any]:
     """A ``dataframe_split`` request body from column lists."""
     rows = [list(r) for r in zip(*columns.values(), strict=True)]
     return {"dataframe_split": {"columns": list(columns), "data": rows}}
+
+
+def answers_by_worker(url: str, payload: dict[str, Any], workers: int) -> dict[str, list[str]]:
+    """{worker pid: the first predictions it gave} for ``payload`` sent to the slow model, whose
+    ``env``/``random`` answers start with the worker's pid; concurrent requests until ``workers``
+    different workers have answered."""
+    import concurrent.futures
+
+    import httpx
+
+    seen: dict[str, list[str]] = {}
+
+    def ask(_: int) -> list[str]:
+        response = httpx.post(f"{url}/invocations", json=payload, timeout=WAIT)
+        assert response.status_code == 200, response.text
+        predictions: list[str] = response.json()["predictions"]
+        return predictions
+
+    def all_seen() -> bool:
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            for answer in pool.map(ask, range(32)):
+                pid = answer[0].split(" ", 1)[0]
+                seen.setdefault(pid, [a.split(" ", 1)[1] for a in answer])
+        return len(seen) >= workers
+
+    wait_until(all_seen, f"answers from {workers} workers")
+    return seen

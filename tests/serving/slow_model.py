@@ -5,6 +5,11 @@
 * input column ``gate``: ``predict`` creates ``<gate>.started`` and waits until the file ``<gate>``
   exists - to hold a request in flight for exactly as long as a test needs.
 * input column ``sleep``: ``predict`` sleeps that many seconds - to run past the request timeout.
+* input column ``env``: ``predict`` answers, per row, ``"<pid> <value>"``: the worker's pid and the
+  value of the environment variable the row names, as the model itself sees it (``os.environ``;
+  a forked worker's ``/proc/PID/environ`` still shows the fork server's).
+* input column ``random``: ``predict`` answers, per row, ``"<pid> <n>"`` with ``n`` drawn from
+  numpy's global generator (forked workers must not all draw the same numbers).
 * input column ``fail``: ``predict`` raises ``ValueError`` for a row with ``fail`` > 0 - a model
   that fails, as opposed to input the server rejects.
 
@@ -42,6 +47,12 @@ class SlowModel(PythonModel):
     # warning to print (in ANSI colours) in the test summary
     def predict(self, context, model_input: pd.DataFrame, params=None):  # type: ignore[no-untyped-def]
         columns = set(model_input.columns)
+        if "random" in columns:
+            import numpy as np
+
+            return [f"{os.getpid()} {np.random.randint(1 << 62)}" for _ in range(len(model_input))]
+        if "env" in columns:
+            return [f"{os.getpid()} {os.environ.get(str(name), '')}" for name in model_input["env"]]
         if "gate" in columns:
             for gate in model_input["gate"].dropna().unique():
                 with open(f"{gate}.started", "w"):

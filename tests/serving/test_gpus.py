@@ -1,17 +1,17 @@
 """Workers pinned to GPUs: with ``--gpus N`` / ``SERVING_GPUS`` each worker process starts with its
 own ``CUDA_VISIBLE_DEVICES``. Checked on the real runtime (no GPU needed): the environment each
-worker process actually has, read from /proc, including a replacement for a crashed worker."""
+worker's model actually sees (``os.environ``, what CUDA reads; not ``/proc/PID/environ``, which
+for a forked worker is the fork server's), with and without the fork server, including a
+replacement for a crashed worker."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import pytest
 
 from serving.config import parse_settings
 from serving.gpus import worker_devices
-from tests.serving.conftest import IrisModel, ServerFactory
-from tests.serving.helpers import children_of, kill_quietly, wait_until
+from tests.serving.conftest import ServerFactory
+from tests.serving.helpers import WAIT, answers_by_worker, frame, kill_quietly, wait_until, workers_of
 
 
 @pytest.mark.parametrize(
@@ -37,37 +37,43 @@ def test_gpus_flag_and_env() -> None:
         parse_settings([], env={"SERVING_GPUS": "-1"})
 
 
-def worker_env(pid: int) -> dict[str, str]:
-    raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-    return dict(item.decode().split("=", 1) for item in raw if b"=" in item)
+def seen_by_workers(url: str, names: list[str], workers: int) -> dict[str, dict[str, str]]:
+    """{worker pid: {variable: value}} as each worker's model sees its environment."""
+    answers = answers_by_worker(url, frame(env=names), workers)
+    return {pid: dict(zip(names, values, strict=True)) for pid, values in answers.items()}
 
 
-def devices_by_slot(server_pid: int) -> dict[str, str | None]:
-    envs = [worker_env(pid) for pid in children_of(server_pid)]
-    return {e["SERVING_WORKER_SLOT"]: e.get("CUDA_VISIBLE_DEVICES") for e in envs}
+def devices_by_slot(url: str, workers: int) -> dict[str, str]:
+    seen = seen_by_workers(url, ["SERVING_WORKER_SLOT", "CUDA_VISIBLE_DEVICES"], workers)
+    return {env["SERVING_WORKER_SLOT"]: env["CUDA_VISIBLE_DEVICES"] for env in seen.values()}
 
 
+@pytest.mark.parametrize("fork_server", ["on", "off"])
 def test_each_worker_gets_its_gpu_and_a_replacement_the_same(
-    start_server: ServerFactory, iris_model: IrisModel
+    start_server: ServerFactory, slow_model: str, fork_server: str
 ) -> None:
-    server = start_server(iris_model.path, workers=3, extra_args=["--gpus", "2"], env={"CUDA_VISIBLE_DEVICES": ""})
-    wait_until(lambda: len(children_of(server.pid)) == 3, "3 workers")
-    assert devices_by_slot(server.pid) == {"0": "0", "1": "1", "2": "0"}
+    server = start_server(
+        slow_model,
+        workers=3,
+        extra_args=["--gpus", "2", "--fork-server", fork_server],
+        env={"CUDA_VISIBLE_DEVICES": ""},
+    )
+    assert devices_by_slot(server.url, 3) == {"0": "0", "1": "1", "2": "0"}
 
-    (victim,) = [pid for pid in children_of(server.pid) if worker_env(pid)["SERVING_WORKER_SLOT"] == "1"]
+    seen = seen_by_workers(server.url, ["SERVING_WORKER_SLOT"], 3)
+    (victim,) = [int(pid) for pid, env in seen.items() if env["SERVING_WORKER_SLOT"] == "1"]
     kill_quietly(victim)
-    wait_until(lambda: victim not in children_of(server.pid) and len(children_of(server.pid)) == 3, "a replacement")
-    assert devices_by_slot(server.pid) == {"0": "0", "1": "1", "2": "0"}
+    wait_until(lambda: victim not in workers_of(server.pid) and len(workers_of(server.pid)) == 3, "a replacement")
+    server.wait_ready(WAIT)
+    assert devices_by_slot(server.url, 3) == {"0": "0", "1": "1", "2": "0"}
 
 
 def test_inherited_devices_are_shared_out_and_no_gpus_leaves_them_alone(
-    start_server: ServerFactory, iris_model: IrisModel
+    start_server: ServerFactory, slow_model: str
 ) -> None:
     env = {"SERVING_GPUS": "4", "CUDA_VISIBLE_DEVICES": "4,5,6,7"}
-    server = start_server(iris_model.path, workers=2, env=env)
-    wait_until(lambda: len(children_of(server.pid)) == 2, "2 workers")
-    assert devices_by_slot(server.pid) == {"0": "4,6", "1": "5,7"}
+    server = start_server(slow_model, workers=2, env=env)
+    assert devices_by_slot(server.url, 2) == {"0": "4,6", "1": "5,7"}
 
-    plain = start_server(iris_model.path, workers=2, env={"CUDA_VISIBLE_DEVICES": "4,5"})
-    wait_until(lambda: len(children_of(plain.pid)) == 2, "2 workers")
-    assert devices_by_slot(plain.pid) == {"0": "4,5", "1": "4,5"}
+    plain = start_server(slow_model, workers=2, env={"CUDA_VISIBLE_DEVICES": "4,5"})
+    assert devices_by_slot(plain.url, 2) == {"0": "4,5", "1": "4,5"}

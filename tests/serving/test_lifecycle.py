@@ -24,7 +24,16 @@ import pytest
 
 from serving.local import LocalServer, ServerError, run_local
 from tests.serving.conftest import SERVER_ENV, IrisModel
-from tests.serving.helpers import WAIT, children_of, frame, kill_quietly, metric, parse_metrics, wait_until
+from tests.serving.helpers import (
+    WAIT,
+    children_of,
+    frame,
+    kill_quietly,
+    metric,
+    parse_metrics,
+    wait_until,
+    workers_of,
+)
 
 
 def scrape(metrics_url: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
@@ -337,7 +346,7 @@ def test_a_killed_worker_is_replaced_and_metrics_stay_right(
             if s.name == "model_requests_in_flight"
         )
 
-    workers = children_of(server.pid)
+    workers = workers_of(server.pid)
     busy = [pid for pid in workers if in_flight(pid) == 1]
     assert len(busy) == 1
     kill_quietly(busy[0])
@@ -346,7 +355,7 @@ def test_a_killed_worker_is_replaced_and_metrics_stay_right(
 
     # The supervisor starts a replacement and forgets the dead worker's live gauges.
     def replaced() -> bool:
-        pids = children_of(server.pid)
+        pids = workers_of(server.pid)
         return len(pids) == 2 and busy[0] not in pids
 
     wait_until(replaced, "a replacement worker")
@@ -387,7 +396,8 @@ def test_workers_exit_when_the_supervisor_is_killed(
     start_server: Callable[..., LocalServer], iris_model: IrisModel
 ) -> None:
     server = start_server(iris_model.path, workers=2, wait_ready=False)
-    workers = wait_until(lambda: len(children_of(server.pid)) == 2 and children_of(server.pid), "2 workers")
+    wait_until(lambda: len(workers_of(server.pid)) == 2, "2 workers")
+    workers = children_of(server.pid)  # the workers and, with two of them, the fork server
     kill_quietly(server.pid)
 
     def gone(pid: int) -> bool:

@@ -21,7 +21,7 @@ import pytest
 
 from serving.local import LocalServer
 from tests.serving.conftest import SERVER_ENV, IrisModel
-from tests.serving.helpers import children_of, metric, parse_metrics
+from tests.serving.helpers import metric, parse_metrics, workers_of
 
 WORKERS = 2
 
@@ -271,7 +271,7 @@ def test_metrics_count_requests_across_workers(
     # Both workers served some of them: each wrote its own samples file.
     from prometheus_client.multiprocess import MultiProcessCollector
 
-    workers = children_of(server.pid)
+    workers = workers_of(server.pid)
     assert len(workers) == WORKERS
     per_worker = {}
     for pid in workers:
