@@ -46,6 +46,7 @@ was *executed* with (the fork server's), not the one it set after the fork; ``os
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import importlib
 import json
 import os
@@ -402,6 +403,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     # Ctrl-C in a terminal reaches the whole process group: the supervisor stops the fork server.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # as a worker: kill -USR1 prints stacks
     worker.exit_with_parent()
     worker.set_process_name(ZYGOTE_NAME)
     model_uri = json.loads(settings_json).get("model_uri", "")
