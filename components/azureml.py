@@ -38,7 +38,6 @@ import hashlib
 import json
 import math
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +49,7 @@ import pulumi_azure_native.machinelearningservices as ml
 import pulumi_azure_native.monitor as monitor
 import pulumi_azure_native.storage as storage
 
+from components.azureml_alerts import metric_alert, window_size
 from components.azureml_settings import AzureMlSettings
 from components.azureml_traffic import API_VERSION, EndpointTraffic, traffic_problems
 from components.image import CONTAINER_PORT, PROJECT_ROOT, registry_images, serving_env
@@ -62,8 +62,6 @@ ENDPOINT_NAME_MAX = 32
 DEPLOYMENT_NAME_MAX = 32
 ENDPOINT_METRICS = "Microsoft.MachineLearningServices/workspaces/onlineEndpoints"
 DEPLOYMENT_METRICS = "Microsoft.MachineLearningServices/workspaces/onlineEndpoints/deployments"
-# Azure Monitor metric alerts accept only these window sizes (minutes).
-_WINDOWS_MINUTES = (1, 5, 15, 30, 60, 360, 720, 1440)
 _AUTH_MODES = {"key": "Key", "aad_token": "AADToken"}
 
 
@@ -334,17 +332,6 @@ def autoscale_profile(
     }
 
 
-def window_size(for_: str) -> str:
-    """``monitoring.thresholds.for`` as an Azure Monitor window: the smallest allowed window that
-    is at least that long (``5m`` -> ``PT5M``, ``10m`` -> ``PT15M``, ``2h`` -> ``PT6H``)."""
-    m = re.fullmatch(r"([0-9]+)([smh])", for_)
-    if not m:
-        raise ValueError(f"not a duration: {for_!r}")
-    minutes = math.ceil(int(m.group(1)) * {"s": 1 / 60, "m": 1, "h": 60}[m.group(2)])
-    chosen = next((w for w in _WINDOWS_MINUTES if w >= minutes), _WINDOWS_MINUTES[-1])
-    return f"PT{chosen}M" if chosen < 60 else f"PT{chosen // 60}H"
-
-
 def error_threshold_per_minute(thresholds: AlertThresholds, cfg: AzureMlSettings) -> float:
     """5xx responses a minute that stand for ``errorRatio`` at the expected traffic. Azure
     metric alerts compare one metric with a static number (no metric math), so the ratio is
@@ -568,25 +555,15 @@ class AzureMlModelEndpoint(pulumi.ComponentResource):
         )
 
         if args.thresholds is not None:
-            actions = [{"action_group_id": cfg.action_group_id}] if cfg.action_group_id else []
             for short, spec in alert_specs(ep_name, args.thresholds, cfg).items():
-                monitor.MetricAlert(
+                metric_alert(
                     f"{prefix}-{short}-alert",
                     rule_name=f"{ep_name}-{short}",
-                    resource_group_name=cfg.resource_group,
-                    location="global",
-                    description=spec["description"],
-                    severity=spec["severity"],
-                    enabled=True,
-                    auto_mitigate=True,
-                    scopes=[endpoint.id],
+                    cfg=cfg,
+                    spec=spec,
+                    criteria=[spec["criterion"]],
+                    scope=endpoint.id,
                     evaluation_frequency="PT1M",
-                    window_size=spec["window_size"],
-                    criteria=monitor.MetricAlertSingleResourceMultipleMetricCriteriaArgs(
-                        odata_type="Microsoft.Azure.Monitor.SingleResourceMultipleMetricCriteria",
-                        all_of=[spec["criterion"]],
-                    ),
-                    actions=actions,
                     tags=tags,
                     opts=child,
                 )

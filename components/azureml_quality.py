@@ -39,6 +39,7 @@ from typing import Any
 
 import pulumi
 
+from components.azureml_alerts import metric_alert, window_size
 from components.azureml_settings import AzureMlSettings
 from components.names import base_name
 from components.rollout import TrafficPlan, monitor_version_args
@@ -132,8 +133,6 @@ def run_once_arguments(
 
 def _window(drift: DriftSettings) -> str:
     """An alert window of at least the evaluation interval (Azure's allowed sizes)."""
-    from components.azureml import window_size
-
     minutes = max(1, int(duration_seconds(drift.interval) // 60))
     return window_size(f"{minutes}m")
 
@@ -213,7 +212,6 @@ class AzureMlModelQuality(pulumi.ComponentResource):
         import pulumi_azure_native.app as app
         import pulumi_azure_native.authorization as authorization
         import pulumi_azure_native.managedidentity as managedidentity
-        import pulumi_azure_native.monitor as monitor
 
         cfg, drift, model, ep = args.settings, args.drift, args.model_name, args.endpoint_name
         mon = cfg.monitor
@@ -308,26 +306,16 @@ class AzureMlModelQuality(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=[*assignments, *args.after]),
         )
 
-        actions = [{"action_group_id": cfg.action_group_id}] if cfg.action_group_id else []
         specs = alert_specs(model, ep, args.plan, args.thresholds, drift)
         for short, spec in specs.items():
-            monitor.MetricAlert(
+            metric_alert(
                 f"{prefix}-{short}-alert",
                 rule_name=f"{ep}-{short}",
-                resource_group_name=cfg.resource_group,
-                location="global",
-                description=spec["description"],
-                severity=spec["severity"],
-                enabled=True,
-                auto_mitigate=True,
-                scopes=[args.endpoint_id],
+                cfg=cfg,
+                spec=spec,
+                criteria=spec["criteria"],
+                scope=args.endpoint_id,
                 evaluation_frequency="PT5M",
-                window_size=spec["window_size"],
-                criteria=monitor.MetricAlertSingleResourceMultipleMetricCriteriaArgs(
-                    odata_type="Microsoft.Azure.Monitor.SingleResourceMultipleMetricCriteria",
-                    all_of=[monitor.MetricCriteriaArgs(**c) for c in spec["criteria"]],
-                ),
-                actions=actions,
                 tags=tags,
                 opts=child,
             )

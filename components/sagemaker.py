@@ -393,13 +393,13 @@ class SageMakerModelService(pulumi.ComponentResource):
         )
         images = dict(args.images) if args.images is not None else self._images(args, repo, invoke_opts)
         # monitoring.drift without sagemaker.dataCapture: capture to a bucket the stack owns
-        from components.sagemaker_quality import effective_data_capture
+        from components.sagemaker_quality import declare_capture_bucket, effective_data_capture
 
         capture, capture_bucket = effective_data_capture(cfg.data_capture, args.drift, endpoint, cfg.region)
         cfg = cfg.model_copy(update={"data_capture": capture})
         capture_deps: list[pulumi.Resource] = []
-        if capture_bucket is not None:
-            capture_deps.append(aws.s3.Bucket(f"{base}-sm-capture", bucket=capture_bucket, opts=child))
+        if capture_bucket is not None and args.drift is not None:
+            capture_deps = declare_capture_bucket(base, capture_bucket, args.drift, child)
         missing = [v for v in plan.versions if v not in images]
         if missing:
             raise ValueError(f"no image for version(s) {', '.join(missing)}")

@@ -27,6 +27,7 @@ in the job's arguments: a rollout changes the schedule's target input, an in-pla
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -35,6 +36,7 @@ import pulumi
 
 from components.names import base_name
 from components.rollout import monitor_version_args
+from components.validation import duration_seconds
 
 if TYPE_CHECKING:
     from components.rollout import TrafficPlan
@@ -51,6 +53,9 @@ JOB_MAX_RUNTIME_SECONDS = 3600
 CAPTURE_DEFAULT_SUFFIX = "data-capture"
 """With drift on and ``sagemaker.dataCapture`` unset, the stack's capture bucket holds the capture
 under this prefix."""
+CAPTURE_SSE_ALGORITHM = "AES256"
+"""The stack's capture bucket: SSE-S3 (S3-managed keys) as the bucket's default encryption. A KMS
+key of your own goes with a bucket of your own: ``sagemaker.dataCapture.kmsKeyArn``."""
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -78,6 +83,66 @@ def default_capture_bucket(endpoint: str, region: str) -> str:
     drift is on and ``sagemaker.dataCapture`` is unset (a valid S3 name: lowercase, 63 at most)."""
     name = f"{endpoint.lower()}-capture-{region}"
     return name if len(name) <= 63 else f"{endpoint.lower()[: 63 - len(region) - 9].rstrip('-')}-capture-{region}"
+
+
+def capture_expiry_days(retention: str) -> int:
+    """``monitoring.drift.retention`` as the S3 lifecycle expiration of the stack's capture bucket:
+    S3 counts whole days only, so rounded up (``36h`` -> 2: a record is kept at least as long as
+    the retention says, like the Kubernetes monitor's store, which deletes by whole hours)."""
+    return math.ceil(duration_seconds(retention) / 86400)
+
+
+def capture_lifecycle_rule(retention: str) -> dict[str, Any]:
+    """The one lifecycle rule of the stack's capture bucket: objects under ``data-capture/`` (the
+    only thing the stack writes there) expire after :func:`capture_expiry_days`. Captured requests
+    and responses are often personal data: they are not kept longer than the monitor needs them."""
+    return {
+        "id": f"expire-{CAPTURE_DEFAULT_SUFFIX}",
+        "status": "Enabled",
+        "filter": {"prefix": f"{CAPTURE_DEFAULT_SUFFIX}/"},
+        "expiration": {"days": capture_expiry_days(retention)},
+    }
+
+
+def declare_capture_bucket(
+    base: str, bucket: str, drift: DriftSettings, opts: pulumi.ResourceOptions
+) -> list[pulumi.Resource]:
+    """The stack's capture bucket and what keeps it private and bounded: every public access
+    blocked, SSE-S3 by default, captured objects expiring after ``monitoring.drift.retention``.
+    ``opts`` parent them to the SageMaker component (and its provider); the endpoint config waits
+    for all four, so nothing is captured into a bucket before it is locked down.
+
+    Replacement (modelctl/replacement_rules.py): each configuration replaces only on a new
+    ``bucket`` (or ``expectedBucketOwner``, unset here), and the bucket name derives from the
+    endpoint and region, which a rollout never changes; a new retention is an in-place
+    PutBucketLifecycleConfiguration."""
+    import pulumi_aws as aws
+
+    b = aws.s3.Bucket(f"{base}-sm-capture", bucket=bucket, opts=opts)
+    return [
+        b,
+        aws.s3.BucketPublicAccessBlock(
+            f"{base}-sm-capture-public-access",
+            bucket=b.bucket,
+            block_public_acls=True,
+            block_public_policy=True,
+            ignore_public_acls=True,
+            restrict_public_buckets=True,
+            opts=opts,
+        ),
+        aws.s3.BucketServerSideEncryptionConfiguration(
+            f"{base}-sm-capture-encryption",
+            bucket=b.bucket,
+            rules=[{"apply_server_side_encryption_by_default": {"sse_algorithm": CAPTURE_SSE_ALGORITHM}}],
+            opts=opts,
+        ),
+        aws.s3.BucketLifecycleConfiguration(
+            f"{base}-sm-capture-expiry",
+            bucket=b.bucket,
+            rules=[capture_lifecycle_rule(drift.retention)],
+            opts=opts,
+        ),
+    ]
 
 
 def effective_data_capture(

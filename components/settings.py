@@ -220,7 +220,9 @@ class DriftSettings(_Model):
     window: str = Field(default="1h", pattern=r"^[0-9]+[smhd]$")
     """How much captured traffic one evaluation looks at."""
     retention: str = Field(default="7d", pattern=r"^[0-9]+[hdw]$")
-    """How long the monitor keeps captured records."""
+    """How long captured records are kept: the Kubernetes monitor's record store, and on SageMaker
+    the stack's own capture bucket (an S3 lifecycle expiry of whole days, rounded up). At least
+    ``window``."""
     task: Literal["auto", "classification", "regression"] = "auto"
     """How shadow outputs compare: classification = same prediction; regression = within
     ``shadowTolerance``; auto = classification when both outputs are integers or strings."""
@@ -267,6 +269,18 @@ class DriftSettings(_Model):
                 "monitoring.drift.egressTo",
                 "only used with a prebuilt monitor image (monitoring.drift.image): a built image holds "
                 "the reference and connects nowhere",
+            )
+        if duration_seconds(self.retention) <= 0:
+            raise _KeyedError(
+                "monitoring.drift.retention",
+                f"{self.retention} would delete captured records as they arrive: keep them at least "
+                "as long as the window",
+            )
+        if duration_seconds(self.retention) < duration_seconds(self.window):
+            raise _KeyedError(
+                "monitoring.drift.retention",
+                f"{self.retention} is shorter than the window {self.window}: an evaluation would look "
+                "at traffic already deleted",
             )
         if duration_seconds(self.window) < duration_seconds(self.interval):
             raise _KeyedError(

@@ -223,6 +223,37 @@ RULES: dict[str, Rule] = {
             "the program's choice, so a replacement is create-first and fails while the old bucket holds the name."
         ),
     ),
+    "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration": Rule(
+        force_new=("bucket", "expectedBucketOwner", "region"),
+        source=(
+            f"{_TF_AWS} internal/service/s3/bucket_lifecycle_configuration.go {_AWS_REV} (a plugin-framework "
+            "resource): bucket and expected_bucket_owner have stringplanmodifier.RequiresReplace(); rule "
+            "(id, status, filter, expiration.days ...) and transition_default_minimum_object_size have no "
+            "RequiresReplace, and Update calls PutBucketLifecycleConfiguration with the whole rule list" + _AWS_REGION
+        ),
+        note=(
+            "The capture bucket's expiry (monitoring.drift.retention): a new retention is an in-place update of "
+            "the rule's expiration.days; the bucket name never changes with a rollout."
+        ),
+    ),
+    "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock": Rule(
+        force_new=("bucket", "region"),
+        source=(
+            f"{_TF_AWS} internal/service/s3/bucket_public_access_block.go {_AWS_REV}: bucket ForceNew; "
+            "block_public_acls, block_public_policy, ignore_public_acls, restrict_public_buckets, skip_destroy "
+            "not ForceNew (resourceBucketPublicAccessBlockUpdate calls PutPublicAccessBlock)" + _AWS_REGION
+        ),
+        note="The capture bucket's public access block: all four flags on, never changed by a rollout.",
+    ),
+    "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration": Rule(
+        force_new=("bucket", "expectedBucketOwner", "region"),
+        source=(
+            f"{_TF_AWS} internal/service/s3/bucket_server_side_encryption_configuration.go {_AWS_REV}: bucket, "
+            "expected_bucket_owner ForceNew; rule (apply_server_side_encryption_by_default.sse_algorithm, "
+            "kms_master_key_id, bucket_key_enabled) not ForceNew (Update calls PutBucketEncryption)" + _AWS_REGION
+        ),
+        note="The capture bucket's default encryption (SSE-S3): never changed by a rollout.",
+    ),
     "pulumi:providers:aws": Rule(
         force_new=("region",),
         source=(

@@ -160,3 +160,97 @@ def test_schedule_expression() -> None:
     assert schedule_expression("10m") == "rate(10 minutes)"
     assert schedule_expression("1h") == "rate(1 hour)"
     assert schedule_expression("30s") == "rate(1 minute)"
+
+
+# --------------------------------------------------------------------------- the stack's capture bucket
+
+BUCKET = "aws:s3/bucket:Bucket"
+PUBLIC_ACCESS = "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock"
+ENCRYPTION = "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration"
+EXPIRY = "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration"
+
+
+def own_bucket_config(registry, tmp_path, **drift: Any) -> dict[str, Any]:
+    cfg = drift_config(registry, tmp_path, "canary", **drift)
+    cfg["mlflow-deploy:sagemaker"] = {k: v for k, v in cfg["mlflow-deploy:sagemaker"].items() if k != "dataCapture"}
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def own_ref(tmp_path_factory):
+    return tmp_path_factory.mktemp("own-ref")
+
+
+@pytest.fixture(scope="module")
+def own_bucket(registry, own_ref) -> Rendered:
+    return run_program(own_bucket_config(registry, own_ref), stack="test")
+
+
+def test_the_capture_bucket_is_private_encrypted_and_expires_the_capture(own_bucket: Rendered) -> None:
+    [bucket] = own_bucket.of_type(BUCKET)
+    [block] = own_bucket.of_type(PUBLIC_ACCESS)
+    [sse] = own_bucket.of_type(ENCRYPTION)
+    [expiry] = own_bucket.of_type(EXPIRY)
+    name = bucket.inputs["bucket"]
+    for r in (block, sse, expiry):
+        assert r.inputs["bucket"] == name, r.name
+        assert r.parent == bucket.parent, f"{r.name} is not a child of the SageMaker component"
+    assert {k: block.inputs.get(k) for k in ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls",
+                                              "restrictPublicBuckets")} == dict.fromkeys(
+        ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets"), True
+    )  # fmt: skip
+    [rule] = sse.inputs["rules"]
+    assert rule["applyServerSideEncryptionByDefault"] == {"sseAlgorithm": "AES256"}
+    # the default monitoring.drift.retention (7d) as whole days, on the prefix SageMaker writes to
+    [lc] = expiry.inputs["rules"]
+    assert lc["status"] == "Enabled"
+    assert lc["expiration"] == {"days": 7}
+    [config] = own_bucket.of_type("aws:sagemaker/endpointConfiguration:EndpointConfiguration")
+    destination = config.inputs["dataCaptureConfig"]["destinationS3Uri"]
+    key_prefix = destination.removeprefix(f"s3://{name}/")
+    assert key_prefix != destination
+    assert f"{key_prefix}/".startswith(lc["filter"]["prefix"]) and lc["filter"]["prefix"].endswith("/")
+
+
+def test_a_users_own_capture_bucket_is_left_alone(shadow: Rendered) -> None:
+    """With sagemaker.dataCapture the bucket is the user's: the stack declares nothing on it."""
+    assert shadow.of_type("aws:sagemaker/endpointConfiguration:EndpointConfiguration")[0].inputs["dataCaptureConfig"]
+    assert [r.type for r in shadow.resources if r.type.startswith("aws:s3/")] == []
+
+
+def test_a_new_retention_updates_the_expiry_in_place(registry, own_ref, own_bucket: Rendered) -> None:
+    from modelctl.diff import diff_renders
+
+    longer = run_program(own_bucket_config(registry, own_ref, retention="36h"), stack="test")
+    [lc] = longer.of_type(EXPIRY)[0].inputs["rules"]
+    assert lc["expiration"] == {"days": 2}  # S3 counts whole days: 36h is kept for 2
+    diff = diff_renders(own_bucket, longer)
+    assert [(c.type, c.action) for c in diff.changes] == [(EXPIRY, "update")], [
+        (c.type, c.name, c.action, c.reason) for c in diff.changes
+    ]
+
+
+@pytest.mark.parametrize(
+    ("retention", "why"),
+    [("0d", "as they arrive"), ("30m", "pattern"), ("7x", "pattern"), ("12", "pattern")],
+)
+def test_a_bad_retention_fails_before_any_resource(registry, tmp_path, retention: str, why: str) -> None:
+    from components.settings import SettingsError
+
+    with pytest.raises(SettingsError, match=r"mlflow-deploy:monitoring\.drift\.retention") as err:
+        run_program(own_bucket_config(registry, tmp_path, retention=retention), stack="test")
+    assert why == "pattern" or why in str(err.value)
+
+
+def test_a_retention_shorter_than_the_window_fails(registry, tmp_path) -> None:
+    from components.settings import SettingsError
+
+    with pytest.raises(SettingsError, match=r"mlflow-deploy:monitoring\.drift\.retention: 2h is shorter than"):
+        run_program(own_bucket_config(registry, tmp_path, retention="2h", window="3h"), stack="test")
+
+
+@pytest.mark.parametrize(("retention", "days"), [("24h", 1), ("25h", 2), ("1d", 1), ("30d", 30), ("2w", 14)])
+def test_capture_expiry_days_rounds_up_to_whole_days(retention: str, days: int) -> None:
+    from components.sagemaker_quality import capture_expiry_days
+
+    assert capture_expiry_days(retention) == days
