@@ -32,6 +32,7 @@ canary or rollback never touches it.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -105,6 +106,10 @@ def role_definition_for_scope(scope: str, role: str) -> str:
     (Azure/azure-rest-api-specs#10939, hashicorp/terraform-provider-azurerm#8558: perpetual diff), so
     an ACR in another subscription than the storage account needs its own subscription here."""
     return role_definition_id(subscription_of(scope), role)
+
+
+def _role_definition_in(role: str, scope: str) -> str:
+    return role_definition_for_scope(scope, role)
 
 
 def container_scope(cfg: AzureMlSettings) -> str:
@@ -264,7 +269,7 @@ class AzureMlModelQuality(pulumi.ComponentResource):
                     # under the scope's own subscription (the endpoint's ID is an Output: parsed
                     # inside an apply, which declares nothing)
                     role_definition_id=pulumi.Output.from_input(scope).apply(
-                        lambda s, role=role: role_definition_for_scope(s, role)
+                        functools.partial(_role_definition_in, role)
                     ),
                     principal_id=identity.principal_id,
                     principal_type="ServicePrincipal",
