@@ -32,6 +32,7 @@ canary or rollback never touches it.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -89,7 +90,27 @@ def role_definition_id(subscription: str, role: str) -> str:
 
 
 def subscription_of(arm_id: str) -> str:
-    return arm_id.split("/")[2]
+    """The subscription of an ARM resource ID (``/subscriptions/<id>/...``)."""
+    parts = arm_id.split("/")
+    if len(parts) < 3 or parts[0] != "" or parts[1].lower() != "subscriptions" or not parts[2]:
+        raise ValueError(f"not an ARM resource ID under a subscription: {arm_id!r}")
+    return parts[2]
+
+
+def role_definition_for_scope(scope: str, role: str) -> str:
+    """A built-in role's definition ID under the subscription of the assignment's *scope*.
+
+    The role assignment PUT takes the definition ID under the scope's subscription
+    (Azure/azure-rest-api-specs authorization stable/2022-04-01 examples/
+    RoleAssignments_CreateForResource.json: scope and roleDefinitionId name the same subscription).
+    Given another subscription's ID, Azure stores and reads back the scope's
+    (Azure/azure-rest-api-specs#10939, hashicorp/terraform-provider-azurerm#8558: perpetual diff), so
+    an ACR in another subscription than the storage account needs its own subscription here."""
+    return role_definition_id(subscription_of(scope), role)
+
+
+def _role_definition_in(role: str, scope: str) -> str:
+    return role_definition_for_scope(scope, role)
 
 
 def container_scope(cfg: AzureMlSettings) -> str:
@@ -220,7 +241,6 @@ class AzureMlModelQuality(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         prefix = f"azureml-{base_name(model)}-monitor"
         tags = dict(args.tags)
-        subscription = subscription_of(mon.storage_account_id)
 
         identity = managedidentity.UserAssignedIdentity(
             prefix,
@@ -244,7 +264,11 @@ class AzureMlModelQuality(pulumi.ComponentResource):
                     # one GUID per (endpoint, role): the principal is the identity declared above
                     role_assignment_name=role_assignment_name(cfg.resource_group, ep, role),
                     scope=scope,
-                    role_definition_id=role_definition_id(subscription, role),
+                    # under the scope's own subscription (the endpoint's ID is an Output: parsed
+                    # inside an apply, which declares nothing)
+                    role_definition_id=pulumi.Output.from_input(scope).apply(
+                        functools.partial(_role_definition_in, role)
+                    ),
                     principal_id=identity.principal_id,
                     principal_type="ServicePrincipal",
                     description=f"mlflow-deploy model monitor of {ep}",

@@ -9,7 +9,10 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from modelctl.render import MOCK_OUTPUTS
+from modelctl.render import MOCK_IDS, MOCK_OUTPUTS
+
+# The subscription of every ARM ID the mocks make up (a provider's subscription is not visible here).
+MOCK_SUBSCRIPTION = "00000000-0000-4000-8000-00000000aaaa"
 
 
 def _online_endpoint(name: str, inputs: dict[str, Any]) -> dict[str, Any]:
@@ -21,7 +24,18 @@ def _online_endpoint(name: str, inputs: dict[str, Any]) -> dict[str, Any]:
     return {"properties": props}
 
 
+def _online_endpoint_id(name: str, inputs: dict[str, Any]) -> str:
+    """The ARM ID Azure gives an online endpoint: the monitor's role assignment on the endpoint
+    reads its subscription from it (components/azureml_quality.py role_definition_for_scope)."""
+    return (
+        f"/subscriptions/{MOCK_SUBSCRIPTION}/resourceGroups/{inputs.get('resourceGroupName', 'rg')}"
+        f"/providers/Microsoft.MachineLearningServices/workspaces/{inputs.get('workspaceName', 'ws')}"
+        f"/onlineEndpoints/{inputs.get('endpointName', name)}"
+    )
+
+
 MOCK_OUTPUTS["azure-native:machinelearningservices:OnlineEndpoint"] = _online_endpoint
+MOCK_IDS["azure-native:machinelearningservices:OnlineEndpoint"] = _online_endpoint_id
 
 
 def _with_identity_map(name: str, inputs: dict[str, Any]) -> dict[str, Any]:

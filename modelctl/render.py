@@ -31,6 +31,10 @@ SECRET_PLACEHOLDER = "[secret]"
 # an output of a resource (an ARN, a repository URL) register a function here.
 OutputFn = Callable[[str, dict[str, Any]], dict[str, Any]]
 MOCK_OUTPUTS: dict[str, OutputFn] = {}
+# Resource IDs in the provider's own shape (an ARM ID), by type token, for targets whose code parses
+# an ID; every other resource's mock ID is ``<name>-id``.
+IdFn = Callable[[str, dict[str, Any]], str]
+MOCK_IDS: dict[str, IdFn] = {}
 # Results of provider functions (invokes), by token.
 CallFn = Callable[[dict[str, Any]], dict[str, Any]]
 MOCK_CALLS: dict[str, CallFn] = {}
@@ -199,7 +203,8 @@ def _make_mocks() -> Any:
             fn = MOCK_OUTPUTS.get(args.typ)
             if fn is not None:
                 state.update(fn(args.name, dict(args.inputs)))
-            return f"{args.name}-id", state
+            id_fn = MOCK_IDS.get(args.typ)
+            return (id_fn(args.name, dict(args.inputs)) if id_fn else f"{args.name}-id"), state
 
         def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[Any]]:
             fn = MOCK_CALLS.get(args.token)

@@ -32,6 +32,7 @@ _AWS_REGION = (
     "(top-level `region` defaults to the provider's and forces replacement when it changes)"
 )
 _TF_GOOGLE = "hashicorp/terraform-provider-google (v7.45.0, git mirror)"
+_TF_GOOGLE_HEAD = "hashicorp/terraform-provider-google (git mirror at e03b7622, v7.45.0 + unreleased 7.46.0)"
 _K8S = "pulumi/pulumi-kubernetes provider/pkg/provider/diff.go (v4.32.0+27)"
 _K8S_META = ("metadata.name", "metadata.namespace")
 _K8S_NOTE = (
@@ -40,11 +41,22 @@ _K8S_NOTE = (
     "(provider.go Diff: named, not auto-named, same name and namespace)."
 )
 _AZ = "pulumi/pulumi-azure-native provider/pkg/provider/diff.go calculateDetailedDiff"
+_AZ_GEN = (
+    "pulumi/pulumi-azure-native provider/pkg/gen (properties.go at 000c5318, replacement.go at 1b7112af; "
+    "read through the code index)"
+)
+_APP_API = (
+    "Azure/azure-rest-api-specs app/resource-manager/Microsoft.App/preview/2025-02-02-preview (the version "
+    "pulumi-azure-native 3.x `app` uses: the SDK docstring 'Uses Azure REST API version 2025-02-02-preview')"
+)
 _AZ_NOTE = (
-    "azure-native replaces on a change of any URL path parameter or of a top-level input whose "
-    "x-ms-mutability lacks `update` (provider/pkg/gen/properties.go forceNew); a create-only "
-    "property nested inside `properties` does not replace (ForceNewSetOnReferencedType), its change "
-    "is sent as an update that the service may reject. Every replacement is delete-first "
+    "azure-native replaces on a change of any URL path parameter, of an input listed in "
+    "provider/pkg/gen/replacement.go forceNewMap, or of a resource-level input whose x-ms-mutability "
+    "lacks `update` (provider/pkg/gen/properties.go forceNew). The properties of an "
+    "`x-ms-client-flatten` body (`properties` of most ARM resources: Container Apps, role assignments) "
+    "are resource-level inputs, so a create-only one there replaces; a create-only field of an object "
+    "type (an unflattened `properties` object, a nested block) does not (ForceNewSetOnReferencedType): "
+    "its change is sent as an update that the service may reject. Every replacement is delete-first "
     "(provider.go Diff) because the program names every resource."
 )
 
@@ -365,42 +377,56 @@ RULES: dict[str, Rule] = {
         note="Replacing the identity gives it a new principal: its role assignments are replaced too. " + _AZ_NOTE,
     ),
     "azure-native:authorization:RoleAssignment": Rule(
-        force_new=("principalId", "roleAssignmentName", "roleDefinitionId", "scope"),
+        force_new=("principalId", "roleAssignmentName", "scope"),
         source=(
-            f"{_AZ}: PUT path parameters scope, roleAssignmentName replace; Azure/azure-rest-api-specs "
-            "authorization stable/2022-04-01/authorization-RoleAssignmentsCalls.json: a PUT that changes "
-            "principalId or scope of an existing assignment is refused with RoleAssignmentUpdateNotPermitted "
-            "('Tenant ID, application ID, principal ID, and scope are not allowed to be updated')"
+            f"{_AZ}: PUT path parameters scope, roleAssignmentName replace; {_AZ_GEN} replacement.go forceNewMap "
+            '"Authorization": {"RoleAssignment": principalId, scope}; Azure/azure-rest-api-specs authorization '
+            "stable/2022-04-01/authorization-RoleAssignmentsCalls.json RoleAssignmentProperties: roleDefinitionId, "
+            "principalId, principalType, description, condition have no x-ms-mutability (the flattened body), so "
+            "roleDefinitionId is not ForceNew"
         ),
         delete_before_replace="roleAssignmentName",
         note=(
-            "principalId/roleDefinitionId are listed as replacing because the service refuses them as an "
-            "update; the name is a GUID derived from (resource group, endpoint, role), so a new principal "
-            "keeps the name and the replacement is delete-first (the job loses the grant for the moment "
-            "between; it runs on a schedule). " + _AZ_NOTE
+            "A changed roleDefinitionId is sent as a PUT to the same assignment. The service answers a changed "
+            "principal or scope with RoleAssignmentUpdateNotPermitted ('Tenant ID, application ID, principal ID, "
+            "and scope are not allowed to be updated': a service error, not in the spec), which azure-native "
+            "avoids by replacing. The name is a GUID derived from (resource group, endpoint, role), so a new "
+            "principal keeps the name and the replacement is delete-first (the job loses the grant for the "
+            "moment between; it runs on a schedule). " + _AZ_NOTE
         ),
     ),
     "azure-native:app:ManagedEnvironment": Rule(
-        force_new=("environmentName", "location", "resourceGroupName"),
+        force_new=("environmentName", "infrastructureResourceGroup", "location", "resourceGroupName", "zoneRedundant"),
         source=(
-            f"{_AZ}: PUT path parameters resourceGroupName, environmentName replace; Azure/azure-rest-api-specs "
-            "app Microsoft.App stable/2025-01-01/ManagedEnvironments.json: TrackedResource.location [read, create]; "
-            "vnetConfiguration fields are [read, create] but nested under `properties`"
+            f"{_AZ}: PUT path parameters resourceGroupName, environmentName replace; {_APP_API} "
+            "ManagedEnvironments.json ManagedEnvironment: common-types v5 TrackedResource.location [read, create]; "
+            "`properties` is x-ms-client-flatten and its zoneRedundant and infrastructureResourceGroup are "
+            f"[create, read] (resource-level inputs: ForceNew, {_AZ_GEN} properties.go); VnetConfiguration's "
+            "internal, infrastructureSubnetId, dockerBridgeCidr, platformReservedCidr, platformReservedDnsIP are "
+            "[create, read] inside the vnetConfiguration object type (ForceNewSetOnReferencedType: no replace)"
         ),
         delete_before_replace="environmentName",
-        note=_AZ_NOTE,
+        note=(
+            "The program sets only the name, resource group, location and tags (created when "
+            "azureml.monitor.environmentId is not given). " + _AZ_NOTE
+        ),
     ),
     "azure-native:app:Job": Rule(
-        force_new=("jobName", "location", "resourceGroupName"),
+        force_new=("environmentId", "jobName", "location", "resourceGroupName"),
         source=(
-            f"{_AZ}: PUT path parameters resourceGroupName, jobName replace; Azure/azure-rest-api-specs app "
-            "Microsoft.App stable/2025-01-01/Jobs.json Job: TrackedResource.location [read, create]; "
-            "properties (environmentId, configuration, template) and identity have no x-ms-mutability"
+            f"{_AZ}: PUT path parameters resourceGroupName, jobName replace; {_APP_API} Jobs.json Job: "
+            "common-types v5 TrackedResource.location [read, create]; `properties` is x-ms-client-flatten and "
+            "its environmentId is [create, read] (a resource-level input: ForceNew, "
+            f"{_AZ_GEN} properties.go); configuration, template, identity have no x-ms-mutability (the PATCH "
+            "body JobPatchProperties even lists environmentId [create, read, update], but azure-native reads "
+            "the PUT body); workloadProfileName and extendedLocation (CommonDefinitions.json) not checked: the "
+            "program does not set them"
         ),
         delete_before_replace="jobName",
         note=(
             "A rollout changes the container's args (the deployment -> version map, the shadow pair): an "
-            "in-place update of the job's template. " + _AZ_NOTE
+            "in-place update of the job's template. Switching azureml.monitor.environmentId (or between it and "
+            "the environment the program creates) replaces the job, delete-first. " + _AZ_NOTE
         ),
     ),
     "pulumi:providers:azure-native": Rule(
@@ -482,78 +508,126 @@ RULES: dict[str, Rule] = {
             "severity, alert_strategy update in place"
         ),
     ),
+    # The BigQuery / IAM / Cloud Run / Scheduler / metric descriptor rules below were re-read in
+    # the mirror (hashicorp/terraform-provider-google at e03b7622, after v7.45.0: CHANGELOG's top
+    # entry is "7.46.0 (Unreleased)"), file by file; the generated files name their magic-modules
+    # YAML in their header, and an `immutable: true` field there is `ForceNew: true` in the .go.
     "gcp:bigquery/dataset:Dataset": Rule(
-        force_new=("datasetId", "location", "project"),
+        force_new=("datasetId", "externalDatasetReference", "location", "project"),
         source=(
-            f"{_TF_GOOGLE} google/services/bigquery/resource_bigquery_dataset.go: dataset_id, project, location "
-            "ForceNew; labels, description, delete_contents_on_destroy, default expirations update"
+            f"{_TF_GOOGLE_HEAD} google/services/bigquery/resource_bigquery_dataset.go (generated from "
+            "mmv1/products/bigquery/Dataset.yaml): dataset_id, location, project, external_dataset_reference "
+            "(and its connection, external_source) ForceNew; labels, description, friendly_name, "
+            "delete_contents_on_destroy, default_*_expiration_ms, max_time_travel_hours update in place"
         ),
         note="The monitor's request-log dataset: not touched by a rollout.",
     ),
     "gcp:bigquery/table:Table": Rule(
-        force_new=("datasetId", "project", "tableId", "timePartitioning.field", "timePartitioning.type"),
-        source=(
-            f"{_TF_GOOGLE} google/services/bigquery/resource_bigquery_table.go: dataset_id, table_id, project "
-            "ForceNew; time_partitioning.type and .field ForceNew (expiration_ms updates); a schema change that "
-            "drops or retypes a column replaces (resourceBigQueryTableSchemaCustomizeDiff), an added column updates"
+        force_new=(
+            "biglakeConfiguration",
+            "datasetId",
+            "externalDataConfiguration.schema",
+            "materializedView.allowNonIncrementalDefinition",
+            "materializedView.query",
+            "project",
+            "rangePartitioning.field",
+            "schemaForeignTypeInfo",
+            "tableId",
+            "tableReplicationInfo",
+            "timePartitioning.field",
         ),
-        note="The logging schema is fixed by Vertex AI: the program never changes it.",
+        replace_on_presence=("encryptionConfiguration",),
+        source=(
+            f"{_TF_GOOGLE_HEAD} google/services/bigquery/resource_bigquery_table.go (hand-written): table_id, "
+            "dataset_id, project, time_partitioning.field, range_partitioning.field, "
+            "external_data_configuration.schema, materialized_view.query/.allow_non_incremental_definition, "
+            "biglake_configuration (+ all fields), schema_foreign_type_info, table_replication_info (+ all fields) "
+            "ForceNew; encryption_configuration ForceNew but its kms_key_name is not; time_partitioning itself, "
+            "time_partitioning.type and .expiration_ms are NOT ForceNew (updated by the table PUT). `schema` is "
+            'not ForceNew: CustomizeDiff resourceBigQueryTableSchemaCustomizeDiff calls d.ForceNew("schema") '
+            "when resourceBigQueryTableSchemaIsChangeable is false: a renamed or retyped column (INTEGER/INT64, "
+            "FLOAT/FLOAT64, BOOLEAN/BOOL are equal), a mode change other than REQUIRED -> NULLABLE, a new REQUIRED "
+            "column, a dropped nested column, dropping top-level columns together with adding others, or dropping "
+            "one on a table with row access policies (or an external table); adding NULLABLE columns, or only "
+            "dropping top-level ones, updates in place"
+        ),
+        note=(
+            "The `schema` rule depends on the two schemas, so it is not a path here: the logging schema is fixed "
+            "by Vertex AI (components/vertex_quality.py LOGGING_SCHEMA) and the program never changes it. "
+            "monitoring.drift / vertex.requestLogging retention changes only timePartitioning.expirationMs: an "
+            "update."
+        ),
     ),
     "gcp:bigquery/iamMember:IamMember": Rule(
         force_new=("condition", "datasetId", "member", "project", "role", "tableId"),
         source=(
-            f"{_TF_GOOGLE} google/services/bigquery/iam_bigquery_table.go + tpgiamresource/resource_iam_member.go: "
-            "every field of an IAM member resource (the parent's ids, role, member, condition) is ForceNew"
+            f"{_TF_GOOGLE_HEAD}: pulumi-gcp maps google_bigquery_TABLE_iam_member to this token (the dataset one "
+            "is bigquery/datasetIamMember; the SDK class takes table_id); google/services/bigquery/"
+            "iam_bigquery_table.go (generated) BigQueryTableIamSchema: project, dataset_id, table_id ForceNew; "
+            "google/tpgiamresource/resource_iam_member.go: role, member, condition (+ expression, title, "
+            "description) ForceNew and no Update function"
         ),
+        note="The monitor's read grant on the request-log table (components/vertex_quality.py).",
     ),
     "gcp:projects/iAMMember:IAMMember": Rule(
         force_new=("condition", "member", "project", "role"),
         source=(
-            f"{_TF_GOOGLE} google/services/resourcemanager/resource_google_project_iam_member (tpgiamresource "
-            "resource_iam_member.go ResourceIamMember): project, role, member, condition ForceNew"
+            f"{_TF_GOOGLE_HEAD} google/services/resourcemanager/iam_project.go ProjectIamMemberResource = "
+            "tpgiamresource.ResourceIamMember(IamProjectSchema ...): IamProjectSchema.project ForceNew; "
+            "google/tpgiamresource/resource_iam_member.go: role, member, condition ForceNew, no Update"
         ),
     ),
     "gcp:serviceaccount/account:Account": Rule(
         force_new=("accountId", "project"),
         source=(
-            f"{_TF_GOOGLE} google/services/resourcemanager/resource_google_service_account.go: account_id, project "
-            "ForceNew; display_name, description, disabled update"
+            f"{_TF_GOOGLE_HEAD} google/services/resourcemanager/resource_google_service_account.go: account_id, "
+            "project ForceNew; resourceGoogleServiceAccountUpdate patches description, display_name and "
+            "enables/disables on `disabled`"
         ),
         note="Replacing the account gives it a new unique id: its IAM members are replaced too.",
     ),
     "gcp:cloudrunv2/job:Job": Rule(
-        force_new=("location", "name", "project"),
+        force_new=("location", "name", "project", "tags"),
         source=(
-            f"{_TF_GOOGLE} google/services/cloudrunv2/resource_cloud_run_v2_job.go: name, location, project "
-            "ForceNew; template (containers, args, image, service_account ...), labels update (PATCH)"
+            f"{_TF_GOOGLE_HEAD} google/services/cloudrunv2/resource_cloud_run_v2_job.go (generated from "
+            "mmv1/products/cloudrunv2/Job.yaml): name, location, project, tags ForceNew; "
+            "resourceCloudRunV2JobUpdate PATCHes client, client_version, launch_stage, binary_authorization, "
+            "start/run_execution_token, template (containers, args, image, service_account ...), labels, "
+            "annotations"
         ),
-        note="A rollout changes the container args (deployed model -> version map): an in-place update.",
+        note="A rollout changes the container args (deployed model -> version map): an in-place PATCH.",
     ),
     "gcp:cloudrunv2/jobIamMember:JobIamMember": Rule(
         force_new=("condition", "location", "member", "name", "project", "role"),
         source=(
-            f"{_TF_GOOGLE} google/services/cloudrunv2/iam_cloud_run_v2_job.go + tpgiamresource "
-            "resource_iam_member.go: every field ForceNew"
+            f"{_TF_GOOGLE_HEAD} google/services/cloudrunv2/iam_cloud_run_v2_job.go (generated) "
+            "CloudRunV2JobIamSchema: project, location, name ForceNew; google/tpgiamresource/"
+            "resource_iam_member.go: role, member, condition ForceNew, no Update"
         ),
     ),
     "gcp:cloudscheduler/job:Job": Rule(
         force_new=("name", "project", "region"),
         source=(
-            f"{_TF_GOOGLE} google/services/cloudscheduler/resource_cloud_scheduler_job.go: name, region, project "
-            "ForceNew; schedule, http_target, retry_config, attempt_deadline, description update (PATCH)"
+            f"{_TF_GOOGLE_HEAD} google/services/cloudscheduler/resource_cloud_scheduler_job.go (generated from "
+            "mmv1/products/cloudscheduler/Job.yaml): name, region, project ForceNew; the update PATCHes "
+            "schedule, time_zone, http_target, retry_config, attempt_deadline, description (and pause/resume "
+            "on `paused`)"
         ),
+        note="The program's schedule and target (the job's :run URI) do not change with a rollout.",
     ),
     "gcp:monitoring/metricDescriptor:MetricDescriptor": Rule(
-        force_new=(
-            "description", "displayName", "launchStage", "metadata", "metricKind", "project", "type", "unit",
-            "valueType",
-        ),
+        force_new=("labels", "launchStage", "metricKind", "project", "type", "valueType"),
         source=(
-            f"{_TF_GOOGLE} google/services/monitoring/resource_monitoring_metric_descriptor.go (read through the "
-            "code index): description, display_name, metric_kind, type, value_type, launch_stage, metadata, unit, "
-            "project ForceNew; labels update"
+            f"{_TF_GOOGLE_HEAD} google/services/monitoring/resource_monitoring_metric_descriptor.go (generated "
+            'from mmv1/products/monitoring/MetricDescriptor.yaml): metric_kind, type, value_type, labels ("In order '
+            'to delete a label, the entire resource must be deleted"), launch_stage, project ForceNew; '
+            "description, display_name, unit, metadata are not: the update re-POSTs the descriptor to "
+            "v3/projects/{project}/metricDescriptors"
         ),
-        note="Fixed by the program: a rollout never changes a descriptor.",
+        note=(
+            "Fixed by the program (components/vertex_quality.py ALERTED_METRICS): a rollout never changes a "
+            "descriptor; adding a label key to a metric would replace it."
+        ),
     ),
     "pulumi:providers:gcp": Rule(
         force_new=(),

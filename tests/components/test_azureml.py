@@ -16,7 +16,7 @@ from components.azureml_settings import AZUREML_MAX_MIRROR_PERCENT, AzureMlSetti
 from components.image import CONTAINER_PORT
 from components.rollout import plan_traffic
 from components.settings import AlertThresholds, CandidateSettings, SettingsError, parse_settings
-from modelctl.render import Declared, Rendered
+from modelctl.render import MOCK_IDS, Declared, Rendered
 from modelctl.sample import SampleRegistry
 from tests.conftest import base_config
 
@@ -94,7 +94,9 @@ def traffic_of(out: Rendered) -> tuple[dict[str, int], dict[str, int]]:
 
 
 def mock_id(r: Declared) -> str:
-    return f"{r.name}-id"  # the mock runtime's id for a resource
+    """The mock runtime's id for a resource: ``<name>-id``, or the ARM ID the Azure mocks make up."""
+    fn = MOCK_IDS.get(r.type)
+    return fn(r.name, r.inputs) if fn else f"{r.name}-id"
 
 
 # --------------------------------------------------------------------------- one version

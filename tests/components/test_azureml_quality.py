@@ -16,8 +16,11 @@ from components.azureml_quality import (
     STORAGE_BLOB_DATA_READER,
     cron_expression,
     role_assignment_name,
+    role_definition_for_scope,
+    subscription_of,
 )
 from components.settings import SettingsError
+from modelctl.mocks_azure import MOCK_SUBSCRIPTION
 from modelctl.render import Rendered, run_program
 from modelctl.sample import SampleRegistry
 from tests.conftest import base_config
@@ -101,12 +104,41 @@ def test_identity_gets_reader_on_the_container_and_publisher_on_the_endpoint_onl
     container = f"{STORAGE}/blobServices/default/containers/azureml-blobstore-1234"
     assert roles[STORAGE_BLOB_DATA_READER]["scope"] == container
     assert roles[ACR_PULL]["scope"] == ACR
-    # the endpoint's id (the mock runtime names it <resource>-id)
+    # the endpoint's ARM id (made up by the Azure mocks)
     endpoint = shadow.of_type("azure-native:machinelearningservices:OnlineEndpoint")[0]
-    assert roles[MONITORING_METRICS_PUBLISHER]["scope"] == f"{endpoint.name}-id"
+    assert roles[MONITORING_METRICS_PUBLISHER]["scope"] == (
+        f"/subscriptions/{MOCK_SUBSCRIPTION}/resourceGroups/ml-rg/providers/Microsoft.MachineLearningServices"
+        f"/workspaces/ml-ws/onlineEndpoints/{endpoint.inputs['endpointName']}"
+    )
     for r in roles.values():
         assert r["principalType"] == "ServicePrincipal"
         assert "*" not in r["roleDefinitionId"] and "*" not in r["scope"]
+
+
+def test_role_definitions_are_under_each_scopes_own_subscription(registry: SampleRegistry, tmp_path) -> None:
+    """Storage, registry and endpoint in three subscriptions: each built-in role definition ID names
+    the subscription of its own assignment's scope (not the storage account's for all three)."""
+    acr_elsewhere = ACR.replace("0000-sub", "1111-sub")
+    out = run_program(drift_cfg(registry, tmp_path, monitor={**MONITOR, "registryId": acr_elsewhere}), stack="prod")
+    definitions = {r.inputs["roleDefinitionId"].rsplit("/", 1)[1]: r.inputs["roleDefinitionId"]
+                   for r in out.of_type(ROLE)}  # fmt: skip
+    prefix = "/providers/Microsoft.Authorization/roleDefinitions/"
+    assert definitions[ACR_PULL] == f"/subscriptions/1111-sub{prefix}{ACR_PULL}"
+    assert definitions[STORAGE_BLOB_DATA_READER] == f"/subscriptions/0000-sub{prefix}{STORAGE_BLOB_DATA_READER}"
+    assert definitions[MONITORING_METRICS_PUBLISHER] == (
+        f"/subscriptions/{MOCK_SUBSCRIPTION}{prefix}{MONITORING_METRICS_PUBLISHER}"
+    )
+
+
+def test_role_definition_for_scope_parses_the_scope_id() -> None:
+    container = f"{STORAGE}/blobServices/default/containers/c"
+    assert subscription_of(container) == "0000-sub"
+    assert role_definition_for_scope(container, ACR_PULL) == (
+        f"/subscriptions/0000-sub/providers/Microsoft.Authorization/roleDefinitions/{ACR_PULL}"
+    )
+    for bad in ("acmeml", "subscriptions/0000-sub/resourceGroups/x", "/subscriptions//x", "/resourceGroups/x"):
+        with pytest.raises(ValueError, match="not an ARM resource ID"):
+            subscription_of(bad)
 
 
 def test_alerts_on_drift_per_version_and_agreement_with_min_pairs(shadow: Rendered) -> None:

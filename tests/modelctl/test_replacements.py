@@ -289,6 +289,51 @@ def test_gcp_rules() -> None:
     assert forces_replacement("gcp:monitoring/alertPolicy:AlertPolicy", "conditions[0].displayName") is None
 
 
+def test_gcp_monitor_rules_read_in_terraform_provider_google() -> None:
+    """The Vertex model monitor's types (components/vertex_quality.py), as the provider decides."""
+    job = "gcp:cloudrunv2/job:Job"
+    # a rollout rewrites the container args (deployed model -> version map): a PATCH
+    assert forces_replacement(job, "template.template.containers[0].args[3]") is None
+    assert forces_replacement(job, "labels.model") is None
+    assert forces_replacement(job, "tags") == "tags"
+    assert forces_replacement(job, "name") == "name"
+    table = "gcp:bigquery/table:Table"
+    assert forces_replacement(table, "timePartitioning.type") is None  # not ForceNew in the provider
+    assert forces_replacement(table, "timePartitioning.expirationMs") is None  # the retention setting
+    assert forces_replacement(table, "timePartitioning.field") == "timePartitioning.field"
+    assert forces_replacement(table, "schema") is None  # decided by CustomizeDiff on the two schemas
+    assert replacements(table, {"tableId": "t"}, {"tableId": "t", "encryptionConfiguration": {"kmsKeyName": "k"}}) == [
+        "encryptionConfiguration"
+    ]
+    key = {"tableId": "t", "encryptionConfiguration": {"kmsKeyName": "k"}}
+    assert replacements(table, key, {"tableId": "t", "encryptionConfiguration": {"kmsKeyName": "k2"}}) == []
+    assert forces_replacement("gcp:bigquery/dataset:Dataset", "externalDatasetReference.connection") is not None
+    assert forces_replacement("gcp:bigquery/dataset:Dataset", "defaultTableExpirationMs") is None
+    descriptor = "gcp:monitoring/metricDescriptor:MetricDescriptor"
+    assert forces_replacement(descriptor, "labels[1].key") == "labels"
+    for updated in ("description", "displayName", "unit", "metadata.samplePeriod"):
+        assert forces_replacement(descriptor, updated) is None, updated
+    assert forces_replacement("gcp:bigquery/iamMember:IamMember", "tableId") == "tableId"
+    assert forces_replacement("gcp:serviceaccount/account:Account", "displayName") is None
+    assert forces_replacement("gcp:cloudscheduler/job:Job", "httpTarget.uri") is None
+
+
+def test_azure_monitor_rules_read_in_the_specs_and_azure_native() -> None:
+    """The Azure ML model monitor's types (components/azureml_quality.py), as azure-native decides."""
+    job = "azure-native:app:Job"
+    assert forces_replacement(job, "template.containers[0].args[5]") is None  # what a rollout changes
+    assert forces_replacement(job, "configuration.scheduleTriggerConfig.cronExpression") is None
+    # a flattened create-only property is a resource-level input: it replaces
+    assert forces_replacement(job, "environmentId") == "environmentId"
+    env = "azure-native:app:ManagedEnvironment"
+    assert forces_replacement(env, "zoneRedundant") == "zoneRedundant"
+    assert forces_replacement(env, "vnetConfiguration.infrastructureSubnetId") is None  # in an object type
+    ra = "azure-native:authorization:RoleAssignment"
+    assert forces_replacement(ra, "principalId") == "principalId"  # forceNewMap
+    assert forces_replacement(ra, "roleDefinitionId") is None  # not in forceNewMap, no x-ms-mutability
+    assert forces_replacement(ra, "description") is None
+
+
 def test_kubernetes_rules() -> None:
     assert forces_replacement("kubernetes:core/v1:Service", "spec.clusterIP") == "spec.clusterIP"
     assert forces_replacement("kubernetes:core/v1:Service", "spec.type") is None
