@@ -56,7 +56,7 @@ from serving.worker import (  # the supervisor/worker handshake, defined once
     STARTUP_FAILURE,
     SUPERVISOR_ENV,
 )
-from serving.zygote import ForkServer, ForkServerError, enable_subreaper
+from serving.zygote import FORK_TIMEOUT_SECONDS, REPARENT_SECONDS, ForkServer, ForkServerError, enable_subreaper
 
 logger = logging.getLogger("serving.supervisor")
 
@@ -137,6 +137,7 @@ class Supervisor:
     fork_server: ForkServer | None = None
     _pending: list[int] = field(default_factory=list)  # slots waiting for the fork server
     _retired: list[ForkServer] = field(default_factory=list)  # stopped, to be waited for
+    _strays_until: float = 0.0  # until then, children we did not start are stopped (_stop_strays)
 
     def __post_init__(self) -> None:
         # Workers read the resolved count (for the connection board), not "from the cgroup".
@@ -178,6 +179,10 @@ class Supervisor:
             try:
                 pid = self.fork_server.fork(slot, env)
             except ForkServerError as exc:
+                # The request was sent: the fork server may have forked the worker and died or
+                # been too slow to answer. That worker is re-parented to us, and would serve
+                # beside the replacement started below without being known: stop it.
+                self._strays_until = time.monotonic() + REPARENT_SECONDS + FORK_TIMEOUT_SECONDS
                 self._drop_fork_server(str(exc))
             else:
                 self._procs[pid] = Worker(pid, time.monotonic(), slot)
@@ -244,6 +249,18 @@ class Supervisor:
         pending, self._pending = self._pending, []
         for slot in pending:
             self.spawn(slot)
+
+    def _stop_strays(self) -> None:
+        """SIGTERM our children that are neither workers we know nor a fork server: workers a
+        fork server forked without telling us their pid (see ``spawn``)."""
+        if time.monotonic() >= self._strays_until:
+            return
+        known = set(self._procs) | {server.pid for server in self._retired}
+        if self.fork_server is not None:
+            known.add(self.fork_server.pid)
+        for pid in sorted(child_pids(os.getpid()) - known):
+            logger.warning("stopping process %d: forked by the fork server, but its pid never reached us", pid)
+            _signal_process(pid, signal.SIGTERM)
 
     def _wait(self, seconds: float) -> None:
         """Sleep until a signal, ``seconds``, or (while starting) a word from the fork server."""
@@ -368,6 +385,7 @@ class Supervisor:
             self._wait(wait)
             self._wake.clear()
             self._reap()
+            self._stop_strays()
             self._start_pending()
             while self._signals:
                 sig = self._signals.pop(0)
@@ -385,6 +403,23 @@ class Supervisor:
             with contextlib.suppress(subprocess.TimeoutExpired, ChildProcessError):
                 server.process.wait(timeout=QUEUE_AND_EXIT_SECONDS)
         return self.exit_code
+
+
+def child_pids(parent: int) -> set[int]:
+    """The pids of ``parent``'s live (not zombie) children, from ``/proc`` (empty elsewhere)."""
+    children = set()
+    with contextlib.suppress(OSError):
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()  # after "pid (comm)": state ppid ...
+            except (OSError, IndexError):
+                continue
+            if len(fields) > 1 and fields[0] != "Z" and fields[1] == str(parent):
+                children.add(int(entry))
+    return children
 
 
 def _signal_process(pid: int, sig: int) -> None:

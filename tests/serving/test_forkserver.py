@@ -182,3 +182,54 @@ def test_a_gated_import_then_serves_from_forked_workers(start_server: ServerFact
     assert all(forked(pid) for pid in workers_of(server.pid))
     response = httpx.post(f"{server.url}/invocations", json=frame(x=[1, 2, 3]), timeout=WAIT)
     assert response.json() == {"predictions": [1, 1, 1]}
+
+
+SLOW_FORK_SITECUSTOMIZE = """\
+import os, time
+if b"serving.zygote" in open("/proc/self/cmdline", "rb").read():
+    ZYGOTE = os.getpid()
+    def _slow(gate=os.environ["SLOW_FORK_GATE"]):
+        # Once the gate exists, the fork server answers later than the supervisor waits for it
+        # (it sleeps after forking the middle process, which forks the worker and exits).
+        if os.path.exists(gate):
+            if os.getpid() == ZYGOTE:
+                time.sleep(12)
+            else:
+                open(gate + ".forked", "w").close()
+    os.register_at_fork(after_in_parent=_slow)
+"""
+
+
+@pytest.mark.slow
+def test_a_worker_forked_after_the_supervisor_gave_up_on_the_fork_server_is_stopped(
+    start_server: ServerFactory, iris_model: IrisModel, tmp_path: Path
+) -> None:
+    """The fork server forks the worker but its answer (the pid) comes too late: the supervisor
+    falls back to python -m serving.worker, and the forked worker, re-parented to it all the
+    same, must not serve on unknown beside the replacement (two workers in one slot, never
+    signalled at stop)."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(SLOW_FORK_SITECUSTOMIZE)
+    gate = tmp_path / "slow-fork"
+    server = start_server(
+        iris_model.path,
+        workers=2,
+        env={"PYTHONPATH": str(site), "SLOW_FORK_GATE": str(gate)},
+        extra_args=["--fork-server", "on"],
+    )
+    originals = wait_until(lambda: len(workers_of(server.pid)) == 2 and workers_of(server.pid), "2 workers")
+    gate.touch()
+    kill_quietly(originals[0])
+    # The supervisor gives up after FORK_TIMEOUT_SECONDS and starts a worker itself ...
+    def started_by_the_supervisor() -> list[int]:
+        return [p for p in children_of(server.pid) if p not in originals and "serving.worker" in command_line(p)]
+
+    fallback = wait_until(started_by_the_supervisor, "a worker started with python -m serving.worker")
+    # ... while the worker the fork server did fork has been re-parented to it.
+    assert Path(f"{gate}.forked").exists()
+    wait_until(
+        lambda: set(children_of(server.pid)) == {originals[1], *fallback},
+        "only the known workers to be left",
+    )
+    assert predicts(server.url, iris_model)
