@@ -32,9 +32,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import socket
 import time
 from collections.abc import Callable
+from types import FrameType
 from typing import Any
 
 import h11
@@ -259,6 +261,14 @@ class ServingServer(uvicorn.Server):
         super().__init__(config)
         self.listener = listener
         self.state = state
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        # SIGINT is for the supervisor (Ctrl-C reaches the whole process group): it drains and
+        # then sends SIGTERM. A worker that stopped on SIGINT itself would leave the supervisor
+        # restarting "crashed" workers during the drain, and end in a KeyboardInterrupt.
+        if sig == signal.SIGINT:
+            return
+        super().handle_exit(sig, frame)
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         self.state.shutting_down = True

@@ -56,7 +56,14 @@ from serving.worker import (  # the supervisor/worker handshake, defined once
     STARTUP_FAILURE,
     SUPERVISOR_ENV,
 )
-from serving.zygote import FORK_TIMEOUT_SECONDS, REPARENT_SECONDS, ForkServer, ForkServerError, enable_subreaper
+from serving.zygote import (
+    FORK_TIMEOUT_SECONDS,
+    READY_TIMEOUT_SECONDS,
+    REPARENT_SECONDS,
+    ForkServer,
+    ForkServerError,
+    enable_subreaper,
+)
 
 logger = logging.getLogger("serving.supervisor")
 
@@ -236,7 +243,9 @@ class Supervisor:
         if self.fork_server is not None and not self.fork_server.ready:
             try:
                 if not self.fork_server.poll_ready(0):
-                    return
+                    if time.monotonic() - self.fork_server.started < READY_TIMEOUT_SECONDS:
+                        return
+                    raise ForkServerError(f"not ready after {READY_TIMEOUT_SECONDS:g} s")
             except ForkServerError as exc:
                 self._drop_fork_server(str(exc))
             else:

@@ -222,6 +222,8 @@ def main(argv: list[str] | None = None) -> int:
     if not settings_json:
         print(f"{SETTINGS_ENV} is not set (started by python -m serving)", file=sys.stderr)
         return 2
+    # Ctrl-C reaches the whole process group; the supervisor drains, then sends SIGTERM.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     exit_with_parent()
     set_process_name(WORKER_NAME)
     return run_worker(int(args[0]), settings_json)

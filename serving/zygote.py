@@ -89,6 +89,9 @@ FLAVOR_FRAMEWORKS: dict[str, tuple[str, ...]] = {
 REPARENT_SECONDS = 10.0
 PR_SET_CHILD_SUBREAPER = 36  # linux/prctl.h
 ZYGOTE_NAME = "serving-zygote"  # the fork server's process name (ps -o comm)
+# The fork server's imports take 3-8 s on a 2-CPU pod (over 30 s on a saturated one); one not
+# ready after this long (an import stuck on I/O) is given up, and workers import for themselves.
+READY_TIMEOUT_SECONDS = 180.0
 # A fork takes milliseconds; a fork server that does not answer in this long is given up.
 FORK_TIMEOUT_SECONDS = 10.0
 
@@ -153,6 +156,7 @@ class ForkServer:
         self.imported: list[str] = []
         self.seconds = 0.0
         self.native_threads: list[str] = []
+        self.started = time.monotonic()
 
     @property
     def pid(self) -> int:
@@ -241,8 +245,9 @@ class ForkServer:
         """Stop the fork server (its workers are not its children: they keep running)."""
         with contextlib.suppress(OSError):
             self.control.close()
+        # SIGKILL: it has nothing to clean up, and an import may have replaced SIGTERM's handler.
         with contextlib.suppress(ProcessLookupError):
-            self.process.terminate()
+            self.process.kill()
 
 
 # --------------------------------------------------------------------------- the fork server
@@ -321,7 +326,7 @@ def _fork_worker(listen_fd: int, control: socket.socket, env: Mapping[str, str],
             if worker == 0:  # the worker
                 os.close(write_end)
                 os.close(control.detach())  # the request stream's file object still refers to it
-                signal.signal(signal.SIGINT, signal.default_int_handler)
+                # SIGINT stays ignored, as in a worker the supervisor starts (serving.worker).
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 try:
                     code = _become_worker(listen_fd, env, supervisor)

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from serving.zygote import flavor_module
+from serving.zygote import READY_TIMEOUT_SECONDS, flavor_module
 from tests.serving.conftest import HERE, IrisModel, ServerFactory
 from tests.serving.helpers import (
     WAIT,
@@ -233,3 +233,68 @@ def test_a_worker_forked_after_the_supervisor_gave_up_on_the_fork_server_is_stop
         "only the known workers to be left",
     )
     assert predicts(server.url, iris_model)
+
+
+class _SilentForkServer:
+    """A fork server that never says it is ready (an import stuck on I/O)."""
+
+    def __init__(self, started: float) -> None:
+        self.ready = False
+        self.started = started
+        self.closed = False
+        self.pid = -1
+
+    def poll_ready(self, timeout: float) -> bool:
+        return False
+
+    def close(self) -> None:
+        self.closed = True
+
+
+@pytest.mark.parametrize(("age", "gives_up"), [(1.0, False), (READY_TIMEOUT_SECONDS + 1, True)])
+def test_a_fork_server_that_never_gets_ready_is_given_up(tmp_path: Path, age: float, gives_up: bool) -> None:
+    import time
+
+    from serving.config import Settings
+    from serving.supervisor import Supervisor, bind_socket
+
+    sock = bind_socket("127.0.0.1", 0)
+    try:
+        supervisor = Supervisor(
+            settings=Settings(), workers=2, sock=sock, runtime_dir=tmp_path, multiproc_dir=tmp_path / "metrics"
+        )
+        silent = _SilentForkServer(started=time.monotonic() - age)
+        supervisor.fork_server = silent  # type: ignore[assignment]
+        supervisor._pending = [0, 1]
+        spawned: list[int] = []
+        supervisor.spawn = lambda slot, preload=False: spawned.append(slot)  # type: ignore[method-assign]
+        supervisor._start_pending()
+    finally:
+        sock.close()
+    if gives_up:
+        assert (spawned, supervisor.fork_server, silent.closed) == ([0, 1], None, True)
+    else:
+        assert (spawned, supervisor.fork_server, silent.closed) == ([], silent, False)
+
+
+def test_ctrl_c_drains_and_stops_without_restarting_or_a_traceback(
+    start_server: ServerFactory, iris_model: IrisModel, tmp_path: Path
+) -> None:
+    """SIGINT to the whole process group, as a terminal's Ctrl-C: the workers leave it to the
+    supervisor, which drains and stops them with SIGTERM."""
+    import os
+
+    log = tmp_path / "server.log"
+    with open(log, "wb") as stderr:
+        # A drain delay: workers that stopped on SIGINT themselves would exit inside it, and the
+        # supervisor would take them for crashed ones.
+        server = start_server(
+            iris_model.path, workers=2, env={"SERVING_LOG_LEVEL": "info"}, stderr=stderr, drain_seconds=5
+        )
+        wait_until(lambda: len(workers_of(server.pid)) == 2, "2 workers")
+        os.killpg(server.pid, signal.SIGINT)
+        assert server.process is not None and server.process.wait(timeout=WAIT) == 0
+    text = log.read_text()
+    assert "received SIGINT" in text
+    assert "exited unexpectedly" not in text
+    assert "Traceback" not in text and "KeyboardInterrupt" not in text

@@ -235,7 +235,8 @@ def test_sigterm_under_load_loses_no_accepted_request(
     """Continuous keep-alive load across SIGTERM: readiness turns 503 at once, requests keep
     being answered during the drain delay, then connections are refused; no request that got a
     connection goes unanswered (EOF, reset or timeout)."""
-    drain = 1.5
+    # Long enough for the two probes below to land inside the drain window on a loaded machine.
+    drain = 3.0
     server = start_server(iris_model.path, workers=2, drain_seconds=drain)
     host, port = server.url.rsplit("/", 1)[-1].rsplit(":", 1)
     records = iris_model.features.head(2).to_dict(orient="records")
