@@ -251,32 +251,30 @@ def _switch(environ: Mapping[str, str], key: str) -> bool:
     raise SystemExit(f"python -m serving: {key}={raw!r} is not a boolean (use 1 or 0)")
 
 
-def _access_log(args: argparse.Namespace, environ: Mapping[str, str]) -> str:
-    if args.access_log is not None:
-        return str(args.access_log)
-    raw = environ.get("SERVING_ACCESS_LOG", "").strip().lower()
-    if raw in ACCESS_LOGS:
+def _mode(flag: str | None, environ: Mapping[str, str], key: str, modes: tuple[str, ...], on: str, off: str) -> str:
+    """A setting with named modes: the flag's value, else the variable's (a mode, or a boolean
+    meaning ``on`` / ``off``; unset or empty means ``off``)."""
+    if flag is not None:
+        return str(flag)
+    raw = environ.get(key, "").strip().lower()
+    if raw in modes:
         return raw
-    if raw in _TRUE:  # SERVING_ACCESS_LOG=1 before the formats existed: uvicorn's log
-        return "text"
+    if raw in _TRUE:
+        return on
     if raw in _FALSE:
-        return "off"
-    raise SystemExit(f"python -m serving: SERVING_ACCESS_LOG={raw!r} is not one of json, text, off")
+        return off
+    raise SystemExit(f"python -m serving: {key}={raw!r} is not one of {', '.join(modes)}")
+
+
+def _access_log(args: argparse.Namespace, environ: Mapping[str, str]) -> str:
+    # SERVING_ACCESS_LOG=1, from before the formats existed, means uvicorn's log.
+    return _mode(args.access_log, environ, "SERVING_ACCESS_LOG", ACCESS_LOGS, on="text", off="off")
 
 
 def _fork_server(args: argparse.Namespace, environ: Mapping[str, str]) -> str:
-    if args.fork_server is not None:
-        return str(args.fork_server)
-    raw = environ.get("SERVING_FORK_SERVER", "").strip().lower()
-    if raw in FORK_SERVER_MODES:
-        return raw
-    if raw == "":
-        return "auto"
-    if raw in _TRUE:
-        return "on"
-    if raw in _FALSE:
-        return "off"
-    raise SystemExit(f"python -m serving: SERVING_FORK_SERVER={raw!r} is not one of auto, on, off")
+    if not environ.get("SERVING_FORK_SERVER", "").strip():
+        return str(args.fork_server or "auto")
+    return _mode(args.fork_server, environ, "SERVING_FORK_SERVER", FORK_SERVER_MODES, on="on", off="off")
 
 
 def _capture_url(args: argparse.Namespace, environ: Mapping[str, str]) -> str | None:

@@ -298,3 +298,26 @@ def test_ctrl_c_drains_and_stops_without_restarting_or_a_traceback(
     assert "received SIGINT" in text
     assert "exited unexpectedly" not in text
     assert "Traceback" not in text and "KeyboardInterrupt" not in text
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "want"),
+    [
+        ([], {}, "auto"),
+        ([], {"SERVING_FORK_SERVER": "off"}, "off"),
+        ([], {"SERVING_FORK_SERVER": "1"}, "on"),
+        ([], {"SERVING_FORK_SERVER": "false"}, "off"),
+        (["--fork-server", "off"], {"SERVING_FORK_SERVER": "on"}, "off"),  # the flag wins
+    ],
+)
+def test_fork_server_setting(argv: list[str], env: dict[str, str], want: str) -> None:
+    from serving.config import parse_settings
+
+    assert parse_settings(argv, env=env).fork_server == want
+
+
+def test_a_bad_fork_server_setting_names_the_variable() -> None:
+    from serving.config import parse_settings
+
+    with pytest.raises(SystemExit, match="SERVING_FORK_SERVER='maybe' is not one of auto, on, off"):
+        parse_settings([], env={"SERVING_FORK_SERVER": "maybe"})
