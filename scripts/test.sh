@@ -49,7 +49,12 @@ echo "== workflow files (GitHub Actions schema)"
 python -m check_jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
 
 echo "== pytest"
-python -m pytest -q -p no:cacheprovider "$@"
+# One worker per core (xdist), each test file whole on one worker (--dist loadfile): a file's
+# module-scoped servers, Prometheus and renders are started once, as in a plain run. Tests pick
+# free ports and use per-test temp dirs, so the workers do not meet. Arguments come after, so
+# `bash scripts/test.sh -n 0` runs in one process (pdb, -x); PYTEST_XDIST_AUTO_NUM_WORKERS=N
+# sets the worker count (default: the logical CPUs).
+python -m pytest -q -p no:cacheprovider -n logical --dist loadfile "$@"
 
 # The policy pack's tests run in its venv; the stacks they check are rendered by this (the
 # program's) Python: policy/tests/render_cases.py via MLFLOW_DEPLOY_PYTHON.
