@@ -330,8 +330,12 @@ def _fork_worker(listen_fd: int, control: socket.socket, env: Mapping[str, str],
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 try:
                     code = _become_worker(listen_fd, env, supervisor)
-                except SystemExit as exc:
-                    code = exc.code if isinstance(exc.code, int) else 1
+                except SystemExit as exc:  # as the interpreter would: a message is printed, exit 1
+                    if exc.code is None or isinstance(exc.code, int):
+                        code = exc.code or 0
+                    else:
+                        print(exc.code, file=sys.stderr)
+                        code = 1
                 except BaseException:  # noqa: BLE001 - printed as an uncaught exception would be
                     import traceback
 
