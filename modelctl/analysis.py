@@ -121,6 +121,20 @@ def _missing(x: float | None) -> bool:
     return x is None or (isinstance(x, float) and math.isnan(x))
 
 
+def _check_drift_share(
+    rules: Rules, figures: Figures, failed: list[str], passed: list[str], missing: list[str]
+) -> None:
+    """``maxDriftShare``: the candidate's drift share against it, at any step."""
+    if rules.max_drift_share is None:
+        return
+    if _missing(figures.drift_share):
+        missing.append("drift share of the candidate is missing (is the model monitor running?)")
+        return
+    assert figures.drift_share is not None
+    text = f"drift share {figures.drift_share:.2f} (max {rules.max_drift_share:g})"
+    (failed if figures.drift_share > rules.max_drift_share else passed).append(text)
+
+
 def _fmt_s(x: float) -> str:
     return f"{x * 1000:.1f} ms"
 
@@ -187,13 +201,7 @@ def decide(step: Step, rules: Rules, now: dt.datetime, figures: Figures | None) 
         )
         (failed if ratio > rules.max_latency_ratio else passed).append(text)
 
-    if rules.max_drift_share is not None:
-        if _missing(figures.drift_share):
-            missing.append("drift share of the candidate is missing (is the model monitor running?)")
-        else:
-            assert figures.drift_share is not None
-            text = f"drift share {figures.drift_share:.2f} (max {rules.max_drift_share:g})"
-            (failed if figures.drift_share > rules.max_drift_share else passed).append(text)
+    _check_drift_share(rules, figures, failed, passed, missing)
 
     if rules.min_shadow_agreement is not None and step.strategy == "shadow":
         if _missing(figures.shadow_agreement):
@@ -271,13 +279,7 @@ def _decide_full(step: Step, rules: Rules, held: float, figures: Figures) -> Dec
             assert value is not None
             text = f"{what} candidate {fmt(value)} at 100% (max {fmt(limit)}, monitoring.thresholds)"
             (failed if value > limit else passed).append(text)
-    if rules.max_drift_share is not None:
-        if _missing(figures.drift_share):
-            missing.append("drift share of the candidate is missing (is the model monitor running?)")
-        else:
-            assert figures.drift_share is not None
-            text = f"drift share {figures.drift_share:.2f} (max {rules.max_drift_share:g})"
-            (failed if figures.drift_share > rules.max_drift_share else passed).append(text)
+    _check_drift_share(rules, figures, failed, passed, missing)
     if failed and enough:
         return Decision(ABORT, [f"FAILED {t}" for t in failed] + [f"ok {t}" for t in passed] + missing)
     if failed or missing:

@@ -251,12 +251,16 @@ def _switch(environ: Mapping[str, str], key: str) -> bool:
     raise SystemExit(f"python -m serving: {key}={raw!r} is not a boolean (use 1 or 0)")
 
 
-def _mode(flag: str | None, environ: Mapping[str, str], key: str, modes: tuple[str, ...], on: str, off: str) -> str:
+def _mode(
+    flag: str | None, environ: Mapping[str, str], key: str, modes: tuple[str, ...], on: str, off: str, unset: str
+) -> str:
     """A setting with named modes: the flag's value, else the variable's (a mode, or a boolean
-    meaning ``on`` / ``off``; unset or empty means ``off``)."""
+    meaning ``on`` / ``off``), else ``unset``."""
     if flag is not None:
         return str(flag)
     raw = environ.get(key, "").strip().lower()
+    if not raw:
+        return unset
     if raw in modes:
         return raw
     if raw in _TRUE:
@@ -268,13 +272,13 @@ def _mode(flag: str | None, environ: Mapping[str, str], key: str, modes: tuple[s
 
 def _access_log(args: argparse.Namespace, environ: Mapping[str, str]) -> str:
     # SERVING_ACCESS_LOG=1, from before the formats existed, means uvicorn's log.
-    return _mode(args.access_log, environ, "SERVING_ACCESS_LOG", ACCESS_LOGS, on="text", off="off")
+    return _mode(args.access_log, environ, "SERVING_ACCESS_LOG", ACCESS_LOGS, on="text", off="off", unset="off")
 
 
 def _fork_server(args: argparse.Namespace, environ: Mapping[str, str]) -> str:
-    if not environ.get("SERVING_FORK_SERVER", "").strip():
-        return str(args.fork_server or "auto")
-    return _mode(args.fork_server, environ, "SERVING_FORK_SERVER", FORK_SERVER_MODES, on="on", off="off")
+    return _mode(
+        args.fork_server, environ, "SERVING_FORK_SERVER", FORK_SERVER_MODES, on="on", off="off", unset="auto"
+    )
 
 
 def _capture_url(args: argparse.Namespace, environ: Mapping[str, str]) -> str | None:

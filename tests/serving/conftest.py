@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,3 +91,23 @@ def start_server() -> Iterator[ServerFactory]:
     yield start
     for server in servers:
         server.stop(grace=20)
+
+
+@pytest.fixture(scope="module")
+def mlflow_client(iris_model: IrisModel) -> Iterator[Any]:
+    """MLflow's own scoring app for the same model, in-process: the reference answers."""
+    import mlflow.pyfunc
+    from fastapi.testclient import TestClient
+    from mlflow.pyfunc import scoring_server
+
+    key = "_MLFLOW_IS_IN_SERVING_ENVIRONMENT"
+    before = os.environ.get(key)
+    try:
+        app = scoring_server.init(mlflow.pyfunc.load_model(iris_model.path))
+    finally:  # init() sets this for the whole process; keep it out of other tests
+        if before is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = before
+    with TestClient(app) as c:
+        yield c

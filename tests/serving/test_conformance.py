@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import re
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -151,25 +150,6 @@ def normalised(body: bytes, content_type: str) -> bytes:
         return whole[: start - match.start()] + ", ".join(items) + whole[end - match.start() :]
 
     return _EXTRA.sub(sort, _SET_REPR.sub(sort, text)).encode()
-
-
-@pytest.fixture(scope="module")
-def mlflow_client(iris_model: IrisModel) -> Iterator[Any]:
-    import mlflow.pyfunc
-    from fastapi.testclient import TestClient
-    from mlflow.pyfunc import scoring_server
-
-    key = "_MLFLOW_IS_IN_SERVING_ENVIRONMENT"
-    before = os.environ.get(key)
-    try:
-        app = scoring_server.init(mlflow.pyfunc.load_model(iris_model.path))
-    finally:  # init() sets this for the whole process; keep it out of other tests
-        if before is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = before
-    with TestClient(app) as c:
-        yield c
 
 
 @pytest.fixture(scope="module")

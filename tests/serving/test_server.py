@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import re
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -57,26 +56,6 @@ def client(server: LocalServer) -> Iterator[httpx.Client]:
 @pytest.fixture(scope="module")
 def metrics_client(server: LocalServer) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=server.metrics_url, timeout=30) as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
-def mlflow_client(iris_model: IrisModel) -> Iterator[Any]:
-    """MLflow's own scoring app for the same model, in-process: the reference answers."""
-    import mlflow.pyfunc
-    from fastapi.testclient import TestClient
-    from mlflow.pyfunc import scoring_server
-
-    key = "_MLFLOW_IS_IN_SERVING_ENVIRONMENT"
-    before = os.environ.get(key)
-    try:
-        app = scoring_server.init(mlflow.pyfunc.load_model(iris_model.path))
-    finally:  # init() sets this for the whole process; keep it out of other tests
-        if before is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = before
-    with TestClient(app) as c:
         yield c
 
 
